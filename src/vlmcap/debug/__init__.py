@@ -1,0 +1,1 @@
+"""Debugging aids: logging set-up and request dumps."""

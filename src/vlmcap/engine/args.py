@@ -1,0 +1,65 @@
+"""One place that turns a ``VLMConfig`` plus a plugin's overrides into ``vllm.LLM`` kwargs."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vlmcap.config import VLMConfig
+    from vlmcap.plugins.base import VLMPlugin
+
+logger = logging.getLogger(__name__)
+
+#: Fraction of host memory vLLM's CPU backend may reserve when the config leaves it unset.
+CPU_MEMORY_UTILIZATION = 0.3
+GPU_MEMORY_UTILIZATION = 0.85
+#: GiB of KV cache on the CPU backend when VLLM_CPU_KVCACHE_SPACE is unset.
+CPU_KVCACHE_GIB = "1"
+
+
+def on_cpu() -> bool:
+    """True when vLLM runs on its CPU backend (``vllm-cpu`` or no accelerator)."""
+    from vllm.platforms import current_platform
+
+    return bool(current_platform.is_cpu())
+
+
+def engine_kwargs(plugin: VLMPlugin, config: VLMConfig) -> dict[str, Any]:
+    """Keyword arguments for ``vllm.LLM``: shared defaults < plugin overrides < config.engine_args.
+
+    Also applies CPU-backend defaults (a small KV cache, a low memory fraction) when vLLM runs
+    on the CPU, so the same config works on a laptop, in CI and on a GPU node.
+    """
+    cpu = on_cpu()
+    if cpu:
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", CPU_KVCACHE_GIB)
+    util = config.gpu_memory_utilization
+    if util is None:
+        util = CPU_MEMORY_UTILIZATION if cpu else GPU_MEMORY_UTILIZATION
+    kwargs: dict[str, Any] = {
+        "model": plugin.model_path,
+        "tensor_parallel_size": config.num_gpus,
+        "gpu_memory_utilization": util,
+        "seed": config.seed,
+        "enforce_eager": config.enforce_eager,
+        "enable_prefix_caching": config.prefix_caching,
+        "disable_log_stats": False,  # per-request timings (first token) and engine metrics
+    }
+    if config.fp8:
+        kwargs["quantization"] = "fp8"
+    if config.max_model_len is not None:
+        kwargs["max_model_len"] = config.max_model_len
+    if not config.mm_cache:
+        kwargs["mm_processor_cache_gb"] = 0
+    if not config.preprocess:
+        kwargs["mm_processor_kwargs"] = {
+            "do_resize": False,
+            "do_rescale": True,
+            "do_normalize": True,
+        }
+    kwargs.update(plugin.engine_overrides(config))
+    kwargs.update(config.engine_args)
+    logger.debug("vllm.LLM kwargs: %s", kwargs)
+    return kwargs

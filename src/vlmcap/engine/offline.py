@@ -1,0 +1,75 @@
+"""The offline caption engine: items in, one record per item out.
+
+    from vlmcap.config import VLMConfig
+    from vlmcap.engine import caption_items, load_engine
+
+    config = VLMConfig(model="qwen2.5-vl", stage2=True)
+    plugin, llm = load_engine(config)
+    records = caption_items(items, llm, plugin, config)
+
+``config.inflight_batching`` picks the loop: in-flight (``inflight.py``, the default) or fixed
+batches (``batching.py``). Both give the same records for the same items and seed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from vlmcap.engine.batching import iter_fixed_batches
+from vlmcap.engine.inflight import iter_inflight
+from vlmcap.engine.requests import RequestFactory
+from vlmcap.plugins.registry import get_plugin
+from vlmcap.records import CaptionItem, CaptionRecord
+
+if TYPE_CHECKING:
+    from vllm import LLM
+
+    from vlmcap.config import VLMConfig
+    from vlmcap.plugins.base import VLMPlugin
+
+logger = logging.getLogger(__name__)
+
+
+def load_engine(config: VLMConfig) -> tuple[VLMPlugin, LLM]:
+    """Resolve the plugin named by ``config.model`` and start its vLLM engine."""
+    plugin = get_plugin(config.model, config.model_path)
+    logger.info("loading %s from %s", plugin.variant, plugin.model_path)
+    return plugin, plugin.build_llm(config)
+
+
+def iter_captions(
+    items: Iterable[CaptionItem], llm: LLM, plugin: VLMPlugin, config: VLMConfig
+) -> Iterator[CaptionRecord]:
+    """Yield one finished record (``ok`` or ``failed``) per item as soon as it is done.
+
+    Items are pulled lazily, so a generator of decoded media keeps memory bounded.
+    """
+    factory = RequestFactory(plugin, config)
+    loop = iter_inflight if config.inflight_batching else iter_fixed_batches
+    yield from loop(items, llm, factory)
+
+
+def caption_items(
+    items: Iterable[CaptionItem],
+    llm: LLM,
+    plugin: VLMPlugin,
+    config: VLMConfig,
+    on_record: Callable[[CaptionRecord], None] | None = None,
+) -> list[CaptionRecord]:
+    """All records, in the order of ``items``; ``on_record`` sees each one as it finishes."""
+    order: dict[str, int] = {}
+
+    def numbered() -> Iterator[CaptionItem]:
+        for i, item in enumerate(items):
+            order.setdefault(item.key, i)
+            yield item
+
+    records = []
+    for record in iter_captions(numbered(), llm, plugin, config):
+        if on_record is not None:
+            on_record(record)
+        records.append(record)
+    records.sort(key=lambda r: order.get(r.key, len(order)))
+    return records

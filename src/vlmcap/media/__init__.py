@@ -1,0 +1,1 @@
+"""Media: video frames, images, and the input formats plugins expect."""

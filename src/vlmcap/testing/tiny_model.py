@@ -1,0 +1,252 @@
+"""Build a tiny Qwen2.5-VL (real architecture, real tokenizer and processor, random weights).
+
+The folder it writes is a complete Hugging Face model directory that vLLM and transformers load
+like the real ``Qwen/Qwen2.5-VL-7B-Instruct``: ``config.json``, safetensors weights, a byte-level
+BPE tokenizer with Qwen's special tokens and chat template, and the image/video processor configs.
+About a million parameters; built in a few seconds on a CPU. Tests, the demo and users' own
+pipeline tests run on it.
+
+    python -m vlmcap.testing.tiny_model OUT_DIR
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from vlmcap import envs
+
+logger = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+
+# Qwen2-VL style chat template: one placeholder per image/video, a default system turn.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "white", "black")
+SHAPES = ("circle", "square", "triangle", "star", "cross")
+DIRECTIONS = ("left", "right", "up", "down", "still")
+
+# Sentences the BPE is trained on: the words captions and prompts use become whole tokens.
+_CORPUS_EXTRA = (
+    "You are a helpful assistant.",
+    "Describe this video in detail.",
+    "Describe this image in detail.",
+    "Write a very short caption for the given image.",
+    "Answer with the letter of the correct option.",
+    "Improve and refine the following description.",
+    "a person walking along a path in the park on a sunny day",
+    "the camera pans slowly across a city street with cars and people",
+    "There is one shape on a plain background. The shape is moving.",
+    "A B C D yes no one two three four",
+)
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    """Sizes of the tiny model; the defaults keep it near one million parameters."""
+
+    text_hidden: int = 128
+    text_layers: int = 2
+    text_heads: int = 4
+    text_kv_heads: int = 2
+    text_intermediate: int = 256
+    vision_depth: int = 2
+    vision_hidden: int = 64
+    vision_heads: int = 2
+    vision_intermediate: int = 128
+    vocab_target: int = 512
+    min_pixels: int = 56 * 56
+    max_pixels: int = 224 * 224
+    max_position_embeddings: int = 4096
+    init_std: float = 0.3  # wide init so greedy decoding is not one repeated token
+    seed: int = 0
+
+    def digest(self) -> str:
+        payload = json.dumps(asdict(self), sort_keys=True) + CHAT_TEMPLATE + "v1"
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def _corpus() -> list[str]:
+    lines = list(_CORPUS_EXTRA)
+    for c in COLOURS:
+        for s in SHAPES:
+            for d in DIRECTIONS:
+                lines.append(f"a {c} {s} moving {d}" if d != "still" else f"a {c} {s}")
+    return lines
+
+
+def build_tokenizer(out_dir: Path, spec: TinySpec) -> None:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=spec.vocab_target,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_corpus() * 4, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        bos_token=None,
+        unk_token=None,
+        additional_special_tokens=list(SPECIAL_TOKENS[1:]),
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    fast.model_max_length = spec.max_position_embeddings
+    fast.save_pretrained(out_dir)
+
+
+def build_model_folder(out_dir: Path, spec: TinySpec | None = None) -> Path:
+    """Write a complete tiny Qwen2.5-VL model folder into ``out_dir`` (created if missing)."""
+    import torch
+    from transformers import (
+        AutoTokenizer,
+        GenerationConfig,
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    spec = spec or TinySpec()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    build_tokenizer(out_dir, spec)
+    tokenizer = AutoTokenizer.from_pretrained(out_dir)
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    vocab = len(tokenizer)
+    head_dim = spec.text_hidden // spec.text_heads
+    half = head_dim // 2
+    mrope = [half - 2 * (half // 3), half // 3, half // 3]  # sums to head_dim / 2
+
+    token_ids = {
+        "bos_token_id": ids["<|endoftext|>"],
+        "eos_token_id": ids["<|im_end|>"],
+        "pad_token_id": ids["<|endoftext|>"],
+    }
+    config = Qwen2_5_VLConfig(
+        text_config={
+            "vocab_size": vocab,
+            "hidden_size": spec.text_hidden,
+            "intermediate_size": spec.text_intermediate,
+            "num_hidden_layers": spec.text_layers,
+            "num_attention_heads": spec.text_heads,
+            "num_key_value_heads": spec.text_kv_heads,
+            "max_position_embeddings": spec.max_position_embeddings,
+            "max_window_layers": spec.text_layers,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 1000000.0,
+                "mrope_section": mrope,
+            },
+            "initializer_range": spec.init_std,
+            **token_ids,
+        },
+        vision_config={
+            "depth": spec.vision_depth,
+            "hidden_size": spec.vision_hidden,
+            "intermediate_size": spec.vision_intermediate,
+            "num_heads": spec.vision_heads,
+            "out_hidden_size": spec.text_hidden,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "window_size": 112,
+            "fullatt_block_indexes": [spec.vision_depth - 1],
+            "tokens_per_second": 2,
+            "initializer_range": spec.init_std,
+        },
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=False,
+        **token_ids,
+    )
+    config.architectures = ["Qwen2_5_VLForConditionalGeneration"]
+    torch.manual_seed(spec.seed)
+    model = Qwen2_5_VLForConditionalGeneration(config).eval()
+    with torch.no_grad():  # wide embeddings and head: varied greedy text from random weights
+        model.get_input_embeddings().weight.normal_(0.0, 1.0)
+        model.lm_head.weight.normal_(0.0, spec.init_std)
+    model.to(torch.bfloat16).save_pretrained(out_dir, safe_serialization=True)
+    GenerationConfig(
+        eos_token_id=token_ids["eos_token_id"],
+        pad_token_id=token_ids["pad_token_id"],
+        bos_token_id=token_ids["bos_token_id"],
+    ).save_pretrained(out_dir)
+
+    image_processor = Qwen2VLImageProcessor(min_pixels=spec.min_pixels, max_pixels=spec.max_pixels)
+    video_processor = Qwen2VLVideoProcessor(min_pixels=spec.min_pixels, max_pixels=spec.max_pixels)
+    processor = Qwen2_5_VLProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        video_processor=video_processor,
+        chat_template=CHAT_TEMPLATE,
+    )
+    processor.save_pretrained(out_dir)
+    (out_dir / "vlmcap_tiny.json").write_text(json.dumps({"spec": asdict(spec)}, indent=2))
+    return out_dir
+
+
+def ensure_tiny_model(cache_dir: Path | None = None, spec: TinySpec | None = None) -> Path:
+    """The tiny model folder in the cache, built on first use (atomically: build, then rename)."""
+    spec = spec or TinySpec()
+    root = (cache_dir or envs.cache_dir()) / "models"
+    final = root / f"tiny-qwen2.5-vl-{spec.digest()}"
+    if (final / "vlmcap_tiny.json").is_file():
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
+    try:
+        build_model_folder(tmp, spec)
+        try:
+            os.replace(tmp, final)
+        except OSError:  # another process finished first
+            if not (final / "vlmcap_tiny.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("built tiny Qwen2.5-VL model at %s", final)
+    return final
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else None
+    print(build_model_folder(target) if target else ensure_tiny_model())
