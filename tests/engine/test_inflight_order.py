@@ -1,0 +1,129 @@
+"""Loop-ordering tests of the in-flight loop with a scripted stand-in for vLLM's engine.
+
+The real-engine tests (test_offline.py) cannot choose when a request finishes; this stand-in
+can: each request finishes after a chosen number of steps, so top-up and stage-2 re-queueing
+can be checked step by step. It complements the real-engine tests and replaces none of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from vlmcap.config import VLMConfig
+from vlmcap.engine.inflight import iter_inflight
+from vlmcap.engine.requests import RequestFactory
+from vlmcap.plugins.base import VLMPlugin
+from vlmcap.records import CaptionItem, Status
+
+
+class EchoPlugin(VLMPlugin):
+    """A plugin whose requests are plain dicts; the scripted engine echoes the prompt."""
+
+    variant = "echo-test"
+    model_id = "test/echo"
+
+    def processor(self) -> Any:
+        return None
+
+    def make_request(self, prompt, media, processor, *, fps=None):
+        if media == "reject-in-plugin":
+            raise ValueError("plugin cannot use this media")
+        return {"prompt": prompt, "media": media}
+
+
+@dataclass
+class ScriptedEngine:
+    """Requests finish after ``steps_for(request)`` calls to ``step()``."""
+
+    steps: dict[str, int]
+    running: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    inflight_history: list[int] = field(default_factory=list)
+    finished_before: list[int] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)
+    finished_total: int = 0
+
+    def add_request(self, request_id, inputs, params):
+        if inputs["media"] == "reject-in-engine":
+            raise ValueError("prompt too long")
+        key = inputs["media"]
+        n = self.steps.get(key, 1) * (2 if ":s2" in request_id else 1)
+        self.running[request_id] = (n, inputs)
+        self.added.append(request_id)
+
+    def step(self):
+        self.inflight_history.append(len(self.running))
+        self.finished_before.append(self.finished_total)
+        finished = []
+        for rid, (left, inputs) in list(self.running.items()):
+            if left <= 1:
+                del self.running[rid]
+                self.finished_total += 1
+                completion = SimpleNamespace(
+                    text=f"caption of {inputs['prompt']}", token_ids=[1, 2, 3],
+                    finish_reason="stop", index=0,
+                )
+                finished.append(SimpleNamespace(
+                    request_id=rid, finished=True, outputs=[completion],
+                    prompt_token_ids=[0] * 5, metrics=None,
+                ))
+            else:
+                self.running[rid] = (left - 1, inputs)
+        return finished
+
+
+def run(items, steps, **cfg):
+    engine = ScriptedEngine(steps)
+    llm = SimpleNamespace(llm_engine=engine)
+    config = VLMConfig(model="echo-test", **cfg)
+    factory = RequestFactory(EchoPlugin(), config)
+    return list(iter_inflight(items, llm, factory)), engine
+
+
+def items(*media):
+    return [CaptionItem(key=str(m), media=m) for m in media]
+
+
+def test_engine_is_topped_up_to_max_inflight_on_every_step():
+    media = [f"m{i}" for i in range(10)]
+    # m0 is slow; the others finish after 1-3 steps, out of order
+    steps = {m: 1 + (i % 3) for i, m in enumerate(media)} | {"m0": 6}
+    records, engine = run(items(*media), steps, max_inflight=4)
+    assert {r.key for r in records} == set(media)
+    # every step starts full while work is left; a one-per-step loop would start 1, 2, 3, ...
+    for inflight, done in zip(engine.inflight_history, engine.finished_before, strict=True):
+        assert inflight == min(4, len(media) - done)
+    assert len(engine.inflight_history) < len(media)
+
+
+def test_stage2_requests_reenter_the_same_loop_before_new_items():
+    records, engine = run(items("a", "b", "c"), {"a": 1, "b": 3, "c": 3},
+                          max_inflight=2, stage2=True, stage2_prompt="Refine: ")
+    # a finishes stage 1 first; its refine request is added before item c
+    assert engine.added.index(records[0].request_id + ":s2") < engine.added.index(
+        next(r.request_id for r in records if r.key == "c"))
+    for r in records:
+        assert r.status == Status.OK
+        assert r.stage1_caption == "caption of Describe this video in detail."
+        assert r.caption == f"caption of Refine: {r.stage1_caption}"
+
+
+def test_rejections_fail_one_record_and_the_rest_complete():
+    media = ["ok1", "reject-in-plugin", "ok2", "reject-in-engine", "ok3"]
+    records, _ = run(items(*media), {}, max_inflight=2)
+    by_key = {r.key: r for r in records}
+    assert len(records) == 5
+    assert by_key["reject-in-plugin"].status == Status.FAILED
+    assert "cannot build request" in by_key["reject-in-plugin"].error
+    assert "engine rejected" in by_key["reject-in-engine"].error
+    assert by_key["reject-in-engine"].caption is None
+    assert all(by_key[k].status == Status.OK for k in ("ok1", "ok2", "ok3"))
+
+
+def test_each_record_is_yielded_exactly_once():
+    media = [f"x{i}" for i in range(25)]
+    records, _ = run(items(*media), {m: 1 + i % 4 for i, m in enumerate(media)},
+                     max_inflight=5, stage2=True)
+    assert sorted(r.key for r in records) == sorted(media)
+    assert len({id(r) for r in records}) == 25
