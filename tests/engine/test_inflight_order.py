@@ -61,13 +61,20 @@ class ScriptedEngine:
                 del self.running[rid]
                 self.finished_total += 1
                 completion = SimpleNamespace(
-                    text=f"caption of {inputs['prompt']}", token_ids=[1, 2, 3],
-                    finish_reason="stop", index=0,
+                    text=f"caption of {inputs['prompt']}",
+                    token_ids=[1, 2, 3],
+                    finish_reason="stop",
+                    index=0,
                 )
-                finished.append(SimpleNamespace(
-                    request_id=rid, finished=True, outputs=[completion],
-                    prompt_token_ids=[0] * 5, metrics=None,
-                ))
+                finished.append(
+                    SimpleNamespace(
+                        request_id=rid,
+                        finished=True,
+                        outputs=[completion],
+                        prompt_token_ids=[0] * 5,
+                        metrics=None,
+                    )
+                )
             else:
                 self.running[rid] = (left - 1, inputs)
         return finished
@@ -98,11 +105,17 @@ def test_engine_is_topped_up_to_max_inflight_on_every_step():
 
 
 def test_stage2_requests_reenter_the_same_loop_before_new_items():
-    records, engine = run(items("a", "b", "c"), {"a": 1, "b": 3, "c": 3},
-                          max_inflight=2, stage2=True, stage2_prompt="Refine: ")
+    records, engine = run(
+        items("a", "b", "c"),
+        {"a": 1, "b": 3, "c": 3},
+        max_inflight=2,
+        stage2=True,
+        stage2_prompt="Refine: ",
+    )
     # a finishes stage 1 first; its refine request is added before item c
     assert engine.added.index(records[0].request_id + ":s2") < engine.added.index(
-        next(r.request_id for r in records if r.key == "c"))
+        next(r.request_id for r in records if r.key == "c")
+    )
     for r in records:
         assert r.status == Status.OK
         assert r.stage1_caption == "caption of Describe this video in detail."
@@ -123,7 +136,8 @@ def test_rejections_fail_one_record_and_the_rest_complete():
 
 def test_each_record_is_yielded_exactly_once():
     media = [f"x{i}" for i in range(25)]
-    records, _ = run(items(*media), {m: 1 + i % 4 for i, m in enumerate(media)},
-                     max_inflight=5, stage2=True)
+    records, _ = run(
+        items(*media), {m: 1 + i % 4 for i, m in enumerate(media)}, max_inflight=5, stage2=True
+    )
     assert sorted(r.key for r in records) == sorted(media)
     assert len({id(r) for r in records}) == 25

@@ -180,7 +180,7 @@ def test_decode_on_real_outputs(engine, tiny_model_path):
 
 
 def test_debug_request_logs_prompt_media_and_sampling(engine, tiny_model_path, caplog):
-    plugin, llm = engine
+    plugin, _llm = engine
     item = mixed_items(0, 1)[0]
     from vlmcap.engine.requests import RequestFactory
 

@@ -54,7 +54,8 @@ def caption(
     Exit status: 0 all captioned, 1 some items failed, 2 bad usage.
     """
     options: dict[str, Any] = {
-        k: v for k, v in locals().items()
+        k: v
+        for k, v in locals().items()
         if k not in {"paths", "output_dir", "config_file", "video_fps", "max_frames"}
     }
     try:
@@ -80,8 +81,12 @@ def caption(
 
     table = Table("item", "status", "caption / error", show_lines=False)
     with Progress(
-        TextColumn("captioning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("{task.fields[failed]} failed"), console=console,
+        TextColumn("captioning"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[failed]} failed"),
+        console=console,
     ) as progress:
         task = progress.add_task("caption", total=len(files), failed=0)
 
@@ -92,8 +97,13 @@ def caption(
             table.add_row(record.key, str(record.status), text)
 
         summary = caption_files(
-            files, llm, plugin, config, output_dir,
-            MediaOptions(video_fps=video_fps, max_frames=max_frames), on_record,
+            files,
+            llm,
+            plugin,
+            config,
+            output_dir,
+            opts=MediaOptions(video_fps=video_fps, max_frames=max_frames),
+            on_record=on_record,
         )
     out.print(table)
     out.print(

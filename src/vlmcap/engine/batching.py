@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from vlmcap.engine.requests import RequestFactory, apply_output, chunked, describe_error
 from vlmcap.records import CaptionItem, CaptionRecord
@@ -33,7 +33,7 @@ def _generate(llm: LLM, records: list[CaptionRecord]) -> list[RequestOutput | No
     try:
         return list(
             llm.generate(
-                [r.engine_inputs for r in records],  # type: ignore[misc]
+                [cast(Any, r.engine_inputs) for r in records],
                 [r.sampling for r in records],
                 use_tqdm=False,
             )

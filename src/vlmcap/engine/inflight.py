@@ -23,86 +23,114 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from vlmcap.engine.requests import RequestFactory, apply_output, describe_error
 from vlmcap.records import CaptionItem, CaptionRecord
 
 if TYPE_CHECKING:
-    from vllm import LLM
+    from vllm import LLM, RequestOutput
 
 logger = logging.getLogger(__name__)
+
+
+class _InflightLoop:
+    """State of one run: the lazily read source, the refine queue and the engine's requests."""
+
+    def __init__(self, items: Iterable[CaptionItem], llm: LLM, factory: RequestFactory) -> None:
+        self.engine = llm.llm_engine
+        self.factory = factory
+        self.max_inflight = factory.config.max_inflight
+        self.source: Iterator[CaptionItem] | None = iter(items)
+        self.refine: deque[CaptionRecord] = deque()
+        self.inflight: dict[str, CaptionRecord] = {}
+        self.done: list[CaptionRecord] = []
+
+    def submit(self, record: CaptionRecord) -> None:
+        request_id = self.factory.engine_request_id(record)
+        try:
+            self.engine.add_request(request_id, cast(Any, record.engine_inputs), record.sampling)
+        except Exception as exc:  # noqa: BLE001 - the engine rejected this one request
+            reason = f"engine rejected {record.status} request: {describe_error(exc)}"
+            record.fail(reason, time.time())
+            self.done.append(record)
+            return
+        if record.timings.queued is None:
+            record.timings.queued = time.time()
+        self.inflight[request_id] = record
+
+    def next_record(self) -> CaptionRecord | None:
+        """The next request to add, stage-2 first; None when nothing is waiting.
+
+        Records whose request cannot be built are failed on the way (into ``done``).
+        """
+        while True:
+            if self.refine:
+                record = self.refine.popleft()
+                built = self.factory.stage2(record)
+            elif self.source is None:
+                return None
+            else:
+                item = next(self.source, None)
+                if item is None:
+                    self.source = None
+                    return None
+                record = self.factory.new_record(item)
+                built = self.factory.stage1(record)
+            if built:
+                return record
+            self.done.append(record)
+
+    def top_up(self) -> None:
+        while len(self.inflight) < self.max_inflight:
+            record = self.next_record()
+            if record is None:
+                return
+            self.submit(record)
+
+    def step(self) -> Exception | None:
+        """One engine step; on an engine error every in-flight record fails and the error is
+        returned for the caller to raise once those records are out."""
+        try:
+            outputs = self.engine.step()
+        except Exception as exc:  # noqa: BLE001 - re-raised by iter_inflight
+            reason = f"engine failed: {describe_error(exc)}"
+            now = time.time()
+            for record in self.inflight.values():
+                record.fail(reason, now)
+            self.done.extend(self.inflight.values())
+            self.inflight.clear()
+            return exc
+        for output in outputs:
+            if not output.finished:
+                continue
+            owner = self.inflight.pop(output.request_id, None)
+            if owner is None:
+                logger.warning("output for unknown request %s ignored", output.request_id)
+            elif apply_output(owner, cast("RequestOutput", output), self.factory):
+                self.refine.append(owner)
+            else:
+                self.done.append(owner)
+        return None
+
+    @property
+    def exhausted(self) -> bool:
+        return self.source is None and not self.refine and not self.inflight
 
 
 def iter_inflight(
     items: Iterable[CaptionItem], llm: LLM, factory: RequestFactory
 ) -> Iterator[CaptionRecord]:
     """Yield one record per item, in completion order."""
-    engine = llm.llm_engine
-    max_inflight = factory.config.max_inflight
-    source = iter(items)
-    source_done = False
-    refine: deque[CaptionRecord] = deque()
-    inflight: dict[str, CaptionRecord] = {}
-    done: list[CaptionRecord] = []
-
-    def submit(record: CaptionRecord) -> None:
-        request_id = factory.engine_request_id(record)
-        try:
-            engine.add_request(request_id, record.engine_inputs, record.sampling)
-        except Exception as exc:  # noqa: BLE001 - the engine rejected this one request
-            record.fail(f"engine rejected {record.status} request: {describe_error(exc)}",
-                        time.time())
-            done.append(record)
-            return
-        if record.timings.queued is None:
-            record.timings.queued = time.time()
-        inflight[request_id] = record
-
+    loop = _InflightLoop(items, llm, factory)
     while True:
-        while len(inflight) < max_inflight:
-            if refine:
-                record = refine.popleft()
-                if factory.stage2(record):
-                    submit(record)
-                else:
-                    done.append(record)
-                continue
-            if source_done:
-                break
-            item = next(source, None)
-            if item is None:
-                source_done = True
-                break
-            record = factory.new_record(item)
-            if factory.stage1(record):
-                submit(record)
-            else:
-                done.append(record)
-        if done:
-            yield from done
-            done.clear()
-        if not inflight:
-            if source_done and not refine:
-                return
-            continue
-        try:
-            outputs = engine.step()
-        except Exception as exc:
-            reason = f"engine failed: {describe_error(exc)}"
-            now = time.time()
-            for record in inflight.values():
-                record.fail(reason, now)
-            yield from inflight.values()
-            raise
-        for output in outputs:
-            if not output.finished:
-                continue
-            record = inflight.pop(output.request_id, None)
-            if record is None:
-                logger.warning("output for unknown request %s ignored", output.request_id)
-                continue
-            if apply_output(record, output, factory):
-                refine.append(record)
-            else:
-                done.append(record)
+        loop.top_up()
+        yield from loop.done
+        loop.done.clear()
+        if loop.exhausted:
+            return
+        error = loop.step()
+        yield from loop.done
+        loop.done.clear()
+        if error is not None:
+            raise error

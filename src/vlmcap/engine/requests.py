@@ -106,9 +106,7 @@ class RequestFactory:
         return record.request_id + (":s2" if record.status == Status.STAGE2 else "")
 
 
-def apply_output(
-    record: CaptionRecord, output: RequestOutput, factory: RequestFactory
-) -> bool:
+def apply_output(record: CaptionRecord, output: RequestOutput, factory: RequestFactory) -> bool:
     """Fold one finished vLLM output into ``record``.
 
     Returns True when the record needs its stage-2 request next; otherwise the record is done

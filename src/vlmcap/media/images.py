@@ -7,9 +7,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-)
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 #: Refuse images above this many pixels (decompression bombs); 64 MP covers real photos.
 DEFAULT_MAX_PIXELS = 64_000_000
 

@@ -42,10 +42,8 @@ def sample_video(
     """Decode ``path`` and keep frames at ``fps`` (at most ``max_frames``, evenly spread).
 
     Frames between samples are decoded but never converted or kept, so memory stays at the
-    sampled frames whatever the clip length.
-
-    Raises ``MediaError`` naming the file for anything unreadable: no video stream, corrupt or
-    truncated data, or fewer than ``min_frames`` frames.
+    sampled frames whatever the clip length. Raises ``MediaError`` naming the file for anything
+    unreadable: no video stream, corrupt or truncated data, fewer than ``min_frames`` frames.
     """
     p = Path(path)
     if fps <= 0:
@@ -54,32 +52,7 @@ def sample_video(
         with av.open(str(p)) as container:
             if not container.streams.video:
                 raise MediaError(f"{p}: no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            rate = float(stream.average_rate or 25)
-            base = stream.time_base
-            step = 1.0 / fps
-            estimate = _duration_estimate(container, stream)
-            if estimate and estimate * fps > max_frames:  # long clip: spread max_frames over it
-                step = estimate / max_frames
-            picked: list[np.ndarray] = []
-            times: list[float] = []
-            size: tuple[int, int] | None = None
-            first = last = None
-            next_t = None
-            for n, frame in enumerate(container.decode(stream)):
-                t = float(frame.pts * base) if frame.pts is not None and base else n / rate
-                first = t if first is None else first
-                last = t
-                if next_t is None:
-                    next_t = t
-                if t + 1e-6 < next_t:
-                    continue  # between samples: never converted, never kept
-                if size is None:
-                    size = fit_pixels(frame.width, frame.height, max_pixels)
-                picked.append(frame.to_ndarray(format="rgb24", width=size[0], height=size[1]))
-                times.append(t)
-                next_t += step
+            picked, times, duration = _decode_sampled(container, fps, max_frames, max_pixels)
     except MediaError:
         raise
     except FileNotFoundError:
@@ -88,16 +61,50 @@ def sample_video(
         raise MediaError(f"{p}: permission denied") from None
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise MediaError(f"{p}: cannot decode video ({exc})") from None
-    if len(picked) < min_frames or first is None or last is None:
+    if len(picked) < min_frames:
         raise MediaError(f"{p}: only {len(picked)} frame(s) at {fps} fps, need {min_frames}")
-    duration = last - first + 1.0 / rate
     if len(picked) > max_frames:  # keep max_frames evenly spread over the clip
         keep = np.linspace(0, len(picked) - 1, max_frames).round().astype(int)
         picked = [picked[i] for i in keep]
         times = [times[i] for i in keep]
-    frames = np.stack(picked)
     eff_fps = (len(times) - 1) / (times[-1] - times[0]) if times[-1] > times[0] else fps
-    return VideoClip(frames=frames, fps=float(eff_fps), timestamps=times, duration=duration)
+    return VideoClip(
+        frames=np.stack(picked), fps=float(eff_fps), timestamps=times, duration=duration
+    )
+
+
+def _decode_sampled(
+    container: av.container.InputContainer, fps: float, max_frames: int, max_pixels: int
+) -> tuple[list[np.ndarray], list[float], float]:
+    """Frames picked every ``1/fps`` s (or spread over a long clip), their times, duration."""
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    rate = float(stream.average_rate or 25)
+    base = stream.time_base
+    step = 1.0 / fps
+    estimate = _duration_estimate(container, stream)
+    if estimate and estimate * fps > max_frames:  # long clip: spread max_frames over it
+        step = estimate / max_frames
+    picked: list[np.ndarray] = []
+    times: list[float] = []
+    size: tuple[int, int] | None = None
+    first: float | None = None
+    last = 0.0
+    next_t = 0.0
+    for n, frame in enumerate(container.decode(stream)):
+        t = float(frame.pts * base) if frame.pts is not None and base else n / rate
+        if first is None:
+            first = next_t = t
+        last = t
+        if t + 1e-6 < next_t:
+            continue  # between samples: never converted, never kept
+        if size is None:
+            size = fit_pixels(frame.width, frame.height, max_pixels)
+        picked.append(frame.to_ndarray(format="rgb24", width=size[0], height=size[1]))
+        times.append(t)
+        next_t += step
+    duration = (last - first + 1.0 / rate) if first is not None else 0.0
+    return picked, times, duration
 
 
 def _duration_estimate(container: av.container.InputContainer, stream: av.VideoStream) -> float:

@@ -48,23 +48,33 @@ class CaptionSummary:
         return self.total / self.seconds if self.seconds > 0 else 0.0
 
 
-def load_item(media: MediaFile, plugin: VLMPlugin, config: VLMConfig, opts: MediaOptions
-              ) -> CaptionItem:
+def load_item(
+    media: MediaFile, plugin: VLMPlugin, config: VLMConfig, opts: MediaOptions
+) -> CaptionItem:
     """Decode one file into a ``CaptionItem`` (raises ``MediaError`` naming the file)."""
     prompt = None
     if media.kind == "image" and config.prompt_text is None and config.prompt_variant == "default":
         prompt = plugin.prompts.get("image")  # image wording where the plugin has one
     if media.kind == "image":
-        return CaptionItem(key=media.key, media=load_image(media.path), prompt=prompt,
-                           meta={"path": str(media.path), "kind": "image"})
-    clip = sample_video(media.path, fps=opts.video_fps, max_frames=opts.max_frames,
-                        max_pixels=opts.max_pixels)
+        return CaptionItem(
+            key=media.key,
+            media=load_image(media.path),
+            prompt=prompt,
+            meta={"path": str(media.path), "kind": "image"},
+        )
+    clip = sample_video(
+        media.path, fps=opts.video_fps, max_frames=opts.max_frames, max_pixels=opts.max_pixels
+    )
     return CaptionItem(
         key=media.key,
         media=clip.frames,
         fps=clip.fps,
-        meta={"path": str(media.path), "kind": "video", "duration": clip.duration,
-              "frames": int(clip.frames.shape[0])},
+        meta={
+            "path": str(media.path),
+            "kind": "video",
+            "duration": clip.duration,
+            "frames": int(clip.frames.shape[0]),
+        },
     )
 
 
@@ -74,6 +84,7 @@ def caption_files(
     plugin: VLMPlugin,
     config: VLMConfig,
     output_dir: Path,
+    *,
     opts: MediaOptions | None = None,
     on_record: Callable[[CaptionRecord], None] | None = None,
 ) -> CaptionSummary:

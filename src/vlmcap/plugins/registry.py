@@ -12,6 +12,7 @@ or at run time with ``@register`` / ``register(cls)``.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 from importlib.metadata import entry_points
@@ -30,7 +31,6 @@ _BUILTIN: dict[str, str] = {
     "tiny-qwen2.5-vl": "vlmcap.plugins.tiny:TinyQwen25VLPlugin",
 }
 _REGISTERED: dict[str, type[VLMPlugin]] = {}
-_ENTRY_POINTS_LOADED = False
 
 
 class UnknownModelError(KeyError):
@@ -54,18 +54,19 @@ def register(cls: type[VLMPlugin]) -> type[VLMPlugin]:
     return cls
 
 
+@functools.cache
 def _load_entry_points() -> None:
-    global _ENTRY_POINTS_LOADED
-    if _ENTRY_POINTS_LOADED:
-        return
-    _ENTRY_POINTS_LOADED = True
+    """Import every ``vlmcap.plugins`` entry point once per process."""
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             cls = ep.load()
             if getattr(cls, "variant", None) != ep.name:
                 logger.warning(
                     "plugin entry point %r loads %r whose variant is %r; registering it as %r",
-                    ep.name, cls, getattr(cls, "variant", None), ep.name,
+                    ep.name,
+                    cls,
+                    getattr(cls, "variant", None),
+                    ep.name,
                 )
             _REGISTERED.setdefault(ep.name, cls)
         except Exception as exc:  # noqa: BLE001 - a broken third-party plugin must not break us

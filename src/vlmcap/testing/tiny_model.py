@@ -20,6 +20,7 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, cast
 
 from vlmcap import envs
 
@@ -149,13 +150,13 @@ def build_model_folder(out_dir: Path, spec: TinySpec | None = None) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     build_tokenizer(out_dir, spec)
     tokenizer = AutoTokenizer.from_pretrained(out_dir)
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    ids: dict[str, int] = {t: cast(int, tokenizer.convert_tokens_to_ids(t)) for t in SPECIAL_TOKENS}
     vocab = len(tokenizer)
     head_dim = spec.text_hidden // spec.text_heads
     half = head_dim // 2
     mrope = [half - 2 * (half // 3), half // 3, half // 3]  # sums to head_dim / 2
 
-    token_ids = {
+    token_ids: dict[str, Any] = {
         "bos_token_id": ids["<|endoftext|>"],
         "eos_token_id": ids["<|im_end|>"],
         "pad_token_id": ids["<|endoftext|>"],

@@ -1,0 +1,93 @@
+"""Qwen2.5-VL and Cosmos-Reason1 plugins: prompts, media formats, refine, decode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import engine_config
+from vlmcap.engine import caption_items
+from vlmcap.plugins.cosmos_reason1 import CosmosReason1Plugin, strip_reasoning
+from vlmcap.plugins.qwen2_5_vl import Qwen25VLPlugin
+from vlmcap.plugins.registry import get_plugin
+from vlmcap.records import CaptionItem, CaptionRecord, Status
+
+
+@pytest.fixture(scope="module")
+def qwen(tiny_model_path):
+    return Qwen25VLPlugin(tiny_model_path)
+
+
+def test_video_request_has_one_placeholder_and_uint8_frames_with_metadata(qwen):
+    frames = torch.rand(6, 3, 56, 84)
+    req = qwen.make_request("What happens?", frames, qwen.processor(), fps=3.0)
+    assert req["prompt"].count("<|video_pad|>") == 1
+    assert "<|image_pad|>" not in req["prompt"]
+    assert req["prompt"].rstrip().endswith("<|im_start|>assistant")
+    video, meta = req["multi_modal_data"]["video"]
+    assert video.shape == (6, 56, 84, 3) and video.dtype == np.uint8
+    np.testing.assert_array_equal(video[2, 10, 20], np.rint(frames[2, :, 10, 20].numpy() * 255))
+    assert meta["fps"] == 3.0 and meta["total_num_frames"] == 6
+    assert meta["duration"] == pytest.approx(2.0)
+
+
+def test_several_images_get_one_placeholder_each(qwen):
+    imgs = [Image.new("RGB", (56, 56), c) for c in ("red", "blue", "green")]
+    req = qwen.make_request("Which is blue?", imgs, qwen.processor())
+    assert req["prompt"].count("<|image_pad|>") == 3
+    assert req["multi_modal_data"]["image"] == imgs
+    single = qwen.make_request("x", Image.new("L", (56, 56)), qwen.processor())
+    assert single["multi_modal_data"]["image"].mode == "RGB"
+
+
+def test_refine_request_reuses_media_and_appends_the_stage1_caption(qwen):
+    frames = torch.rand(4, 3, 56, 56)
+    record = CaptionRecord(key="k", request_id="r", item=CaptionItem("k", frames, fps=2.0))
+    record.stage1_caption = "a red circle moving left"
+    req = qwen.make_refine_request(record, "Refine this: ")
+    assert "Refine this: a red circle moving left" in req["prompt"]
+    assert req["multi_modal_data"]["video"][0].shape == (4, 56, 56, 3)
+    with pytest.raises(ValueError, match="stage-1 caption"):
+        qwen.make_refine_request(CaptionRecord(key="k", request_id="r"), "x")
+
+
+def test_prompt_variants():
+    plugin = get_plugin("qwen2.5-vl")
+    assert plugin.prompt("short").startswith("Write a very short caption")
+    assert plugin.prompt("short", text="custom") == "custom"
+    with pytest.raises(ValueError, match="no prompt variant 'poem'; known: default, image"):
+        plugin.prompt("poem")
+    assert get_plugin("cosmos-reason1").prompt() != plugin.prompt()
+
+
+def test_cosmos_uses_its_reasoning_system_prompt(tiny_model_path):
+    plugin = CosmosReason1Plugin(tiny_model_path)
+    req = plugin.make_request("Describe.", torch.rand(2, 3, 56, 56), plugin.processor())
+    assert "<think>" in req["prompt"] and "You are a helpful assistant. Answer" in req["prompt"]
+
+
+@pytest.mark.parametrize(
+    ("text", "caption"),
+    [
+        ("<think>\nhmm\n</think>\n\n<answer>\nA ball rolls.\n</answer>", "A ball rolls."),
+        ("<think>long</think> A cup falls.", "A cup falls."),
+        ("<answer>cut off by the token limit", "cut off by the token limit"),
+        ("  no format at all ", "no format at all"),
+    ],
+)
+def test_strip_reasoning(text, caption):
+    assert strip_reasoning(text) == caption
+
+
+def test_entry_point_plugin_runs_through_the_real_engine(engine, tiny_model_path):
+    _, llm = engine
+    plugin = get_plugin("example-shouty", str(tiny_model_path))
+    config = engine_config(tiny_model_path, model="example-shouty")
+    item = CaptionItem("red.png", Image.new("RGB", (56, 56), (255, 0, 0)))
+    (record,) = caption_items([item], llm, plugin, config)
+    assert record.status == Status.OK
+    assert record.prompt == "Describe this image in detail."
+    assert record.caption.startswith("SHOUTY: ")
+    assert record.caption == record.caption.upper()
