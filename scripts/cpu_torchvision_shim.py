@@ -13,11 +13,13 @@ GPU installs (real ``vllm`` with CUDA torch) never get this file.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import sys
 from typing import Any
 
-_LIBRARY: Any = None
+# Keeps the torch.library.Library object alive for the process lifetime.
+_LIBRARIES: list[Any] = []
 _SCHEMAS = (
     "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
     "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
@@ -25,7 +27,6 @@ _SCHEMAS = (
 
 
 def _define_schemas() -> None:
-    global _LIBRARY
     import torch
 
     try:
@@ -33,11 +34,9 @@ def _define_schemas() -> None:
     except RuntimeError:  # already defined (native library loaded after all)
         return
     for schema in _SCHEMAS:
-        try:
+        with contextlib.suppress(RuntimeError):
             lib.define(schema)
-        except RuntimeError:
-            pass
-    _LIBRARY = lib  # keep the library object alive for the process lifetime
+    _LIBRARIES.append(lib)
 
 
 class _TorchvisionFinder(importlib.abc.MetaPathFinder):
@@ -45,7 +44,7 @@ class _TorchvisionFinder(importlib.abc.MetaPathFinder):
         if fullname == "torchvision":
             sys.meta_path[:] = [f for f in sys.meta_path if f is not self]
             _define_schemas()
-        return None  # the normal finders import the real package
+        # Returning no spec lets the normal finders import the real package.
 
 
 if not any(isinstance(f, _TorchvisionFinder) for f in sys.meta_path):

@@ -54,14 +54,29 @@ def test_caption_command_end_to_end(tmp_path, tiny_model_path, cache_dir):
     shutil.copytree(ROOT / "examples", media, ignore=shutil.ignore_patterns("*.md", "slurm"))
     (media / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
     config = tmp_path / "run.yaml"
-    config.write_text(f"model: tiny-qwen2.5-vl\nmodel_path: {tiny_model_path}\n"
-                      "max_output_tokens: 12\nenforce_eager: true\n")
+    config.write_text(
+        f"model: tiny-qwen2.5-vl\nmodel_path: {tiny_model_path}\n"
+        "max_output_tokens: 12\nenforce_eager: true\n"
+    )
     out = tmp_path / "out"
     env = {**os.environ, "VLMCAP_CACHE_DIR": str(cache_dir), "VLLM_LOGGING_LEVEL": "WARNING"}
     proc = subprocess.run(
-        [sys.executable, "-m", "vlmcap.cli", "caption", str(media), "-c", str(config),
-         "-o", str(out)],
-        capture_output=True, text=True, env=env, timeout=600, check=False,
+        [
+            sys.executable,
+            "-m",
+            "vlmcap.cli",
+            "caption",
+            str(media),
+            "-c",
+            str(config),
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
     )
     assert proc.returncode == 1, proc.stderr[-3000:]  # one item failed
     rows = [json.loads(line) for line in (out / "captions.jsonl").read_text().splitlines()]

@@ -193,3 +193,26 @@ def test_debug_request_logs_prompt_media_and_sampling(engine, tiny_model_path, c
     assert "video=video(4, 84, 112, 3)" in text
     assert "max_tokens=16" in text
     assert text in caplog.text
+
+
+def test_seeded_requests_beyond_one_step_token_budget_all_finish(engine, tiny_model_path):
+    """More prompt tokens than one engine step can take: on the CPU backend vLLM would prefill
+    some prompts in chunks, which crashes its engine for seeded requests, so vlmcap turns
+    chunked prefill off there. Every record must still finish ok."""
+    plugin, llm = engine
+    scheduler = llm.llm_engine.vllm_config.scheduler_config
+    assert scheduler.enable_chunked_prefill is False
+    rng = np.random.default_rng(3)
+    big = 448  # the tiny processor turns this into about 100 prompt tokens
+    n = scheduler.max_num_batched_tokens // 80 + 4  # about 100 prompt tokens each
+    items = [
+        CaptionItem(f"big{i}", media=Image.fromarray(rng.integers(0, 255, (big, big, 3), "uint8")))
+        for i in range(n)
+    ]
+    config = engine_config(tiny_model_path, max_output_tokens=4)
+    records = caption_items(items, llm, plugin, config)
+    # A random-weight model may stop at once (empty text, failed as such); the engine must not.
+    errors = [r.error for r in records if r.status != Status.OK]
+    assert all("empty text" in e for e in errors), errors
+    assert len(errors) < n // 2
+    assert sum(r.prompt_tokens for r in records) > scheduler.max_num_batched_tokens

@@ -47,6 +47,10 @@ def engine_kwargs(plugin: VLMPlugin, config: VLMConfig) -> dict[str, Any]:
         "enable_prefix_caching": config.prefix_caching,
         "disable_log_stats": False,  # per-request timings (first token) and engine metrics
     }
+    if cpu:
+        # vLLM's CPU backend kills the engine ("CPU Generator does not use offset") when a seeded
+        # request's prompt is prefilled in chunks; vlmcap seeds every request.
+        kwargs["enable_chunked_prefill"] = False
     if config.fp8:
         kwargs["quantization"] = "fp8"
     if config.max_model_len is not None:

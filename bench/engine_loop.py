@@ -1,0 +1,517 @@
+"""How well does vlmcap's engine loop keep vLLM busy? Five contenders, one process, same work.
+
+    python bench/engine_loop.py [--quick] [--requests N] [--repeats R]
+                                [--model tiny-qwen2.5-vl] [--model-path P] [--out PATH]
+
+Contenders (every one builds its requests inside the timed region with ``plugin.make_request``
+/ ``make_refine_request`` and ``sampling_params``, and decodes/validates every output):
+
+    a  generate   vLLM's ``LLM.generate`` on all requests at once (stage 2: a second pass)
+    b  inflight   ``caption_items`` with ``inflight_batching=True``, ``max_inflight=cap``
+    c  fixed      ``caption_items`` with ``inflight_batching=False``, ``batch_size=cap``
+    d  one/step   a loop on ``llm.llm_engine`` adding ONE request per ``step()`` (below cap)
+    e  asyncllm   vLLM's ``AsyncLLM``, one asyncio task per item behind ``Semaphore(cap)``
+
+Scenarios: cap 16 and cap 256 (vlmcap's default ``max_inflight``), each with stage 2 off and
+on; ``a`` is never capped. Caches that would let a later contender reuse an earlier one's work
+(vLLM's multimodal processor cache, prefix cache) are off. Every contender first runs once
+untimed on the full workload, then ``--repeats`` times in an order that changes per repeat.
+Result: JSON (``--out``, default ``bench/results/engine_loop.json``) and a table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import itertools
+import logging
+import os
+import random
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
+
+from common import Sample, machine_info, ratio, run_alternating, summarize, write_result
+
+if TYPE_CHECKING:
+    from vllm import LLM, RequestOutput, SamplingParams
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    from vlmcap.config import VLMConfig
+    from vlmcap.plugins.base import VLMPlugin
+    from vlmcap.records import CaptionItem
+
+logger = logging.getLogger("bench.engine_loop")
+
+CONTENDERS = {
+    "a": "LLM.generate (all at once)",
+    "b": "vlmcap in-flight loop",
+    "c": "vlmcap fixed batches",
+    "d": "one add per engine.step()",
+    "e": "AsyncLLM + Semaphore(cap)",
+}
+#: (numerator, denominator, target on items/s or None, only at this cap or None = every cap)
+RATIOS: list[tuple[str, str, float | None, int | None]] = [
+    ("b", "a", 0.95, None),
+    ("b", "d", 1.3, 16),
+    ("b", "e", 1.0, None),
+    ("c", "a", None, None),
+]
+_FINISHED_OK = ("stop", "length")  # as vlmcap.engine.requests.apply_output
+
+
+@dataclass
+class RunResult:
+    """What one contender produced on the whole workload."""
+
+    items: int
+    ok: int
+    output_tokens: int
+    requests: int  # engine requests (stage 1 + stage 2)
+
+
+@dataclass
+class Bench:
+    """Everything the contenders share: engines, plugin, config, prepared items."""
+
+    llm: LLM
+    async_llm: AsyncLLM
+    loop: asyncio.AbstractEventLoop
+    plugin: VLMPlugin
+    config: VLMConfig
+    items: list[CaptionItem]
+    prompt: str
+
+
+# ---- workload -----------------------------------------------------------------------------
+
+
+def make_items(n: int, seed: int) -> tuple[list[CaptionItem], dict[str, Any]]:
+    """Seeded mix: 2/3 images of varied sizes, 1/3 videos of 4-8 frames at 112x112, each with
+    its own ``max_tokens`` in 8..48 so requests finish at different steps."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from vlmcap.records import CaptionItem
+
+    rng = random.Random(seed)
+    nprng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    sides = (56, 84, 112, 168, 224, 320, 448)
+    items: list[CaptionItem] = []
+    for i in range(n):
+        max_tokens = rng.randint(8, 48)
+        if i % 3 == 2:
+            frames = rng.choice((4, 6, 8))
+            media: Any = torch.rand(frames, 3, 112, 112, generator=gen)
+            items.append(CaptionItem(f"vid{i:04d}", media, fps=2.0, max_tokens=max_tokens))
+            items[-1].meta["shape"] = [frames, 3, 112, 112]
+        else:
+            w, h = rng.choice(sides), rng.choice(sides)
+            pixels = nprng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+            items.append(CaptionItem(f"img{i:04d}", Image.fromarray(pixels), max_tokens=max_tokens))
+            items[-1].meta["shape"] = [w, h]
+    tokens = [it.max_tokens or 0 for it in items]
+    videos = [it for it in items if it.key.startswith("vid")]
+    desc = {
+        "requests": n,
+        "seed": seed,
+        "images": n - len(videos),
+        "videos": len(videos),
+        "image_sides_px": list(sides),
+        "video": "4/6/8 frames of 3x112x112 random noise at fps 2.0",
+        "max_tokens_range": [8, 48],
+        "max_tokens_sum": sum(tokens),
+        "shapes": {it.key: it.meta["shape"] for it in items},
+        "max_tokens": {it.key: it.max_tokens for it in items},
+    }
+    return items, desc
+
+
+# ---- helpers shared by the contenders a, d, e -----------------------------------------------
+
+
+def classify(bench: Bench, output: RequestOutput | None) -> tuple[str | None, int]:
+    """(caption text or None when not ok, output tokens): same rules as ``apply_output``."""
+    completion = output.outputs[0] if output is not None and output.outputs else None
+    if completion is None:
+        return None, 0
+    tokens = len(completion.token_ids or ())
+    if completion.finish_reason not in _FINISHED_OK:
+        return None, tokens
+    text = bench.plugin.decode(completion)
+    return (text or None), tokens
+
+
+def stage1_request(bench: Bench, item: CaptionItem) -> tuple[dict[str, Any], SamplingParams]:
+    from vlmcap.engine.sampling import sampling_params
+
+    processor = bench.plugin.processor()
+    inputs = bench.plugin.make_request(bench.prompt, item.media, processor, fps=item.fps)
+    return inputs, sampling_params(bench.config, item.max_tokens)
+
+
+def refine_request(bench: Bench, item: CaptionItem, caption: str) -> dict[str, Any]:
+    from vlmcap.records import CaptionRecord
+
+    record = CaptionRecord(
+        key=item.key, request_id=item.key, item=item, prompt=bench.prompt, stage1_caption=caption
+    )
+    return bench.plugin.make_refine_request(record, bench.config.stage2_prompt)
+
+
+# ---- the contenders ---------------------------------------------------------------------------
+
+
+def run_generate(bench: Bench, stage2: bool) -> RunResult:
+    """(a) ``LLM.generate`` over everything; stage 2 is a second pass over the ok ones."""
+    built = [stage1_request(bench, item) for item in bench.items]
+    outputs = bench.llm.generate(
+        [cast(Any, b[0]) for b in built], [b[1] for b in built], use_tqdm=False
+    )
+    ok = tokens = 0
+    refine: list[tuple[CaptionItem, SamplingParams, str]] = []
+    for item, (_, params), output in zip(bench.items, built, outputs, strict=True):
+        text, n = classify(bench, output)
+        tokens += n
+        if text is not None and stage2:
+            refine.append((item, params, text))
+        elif text is not None:
+            ok += 1
+    requests = len(built)
+    if refine:
+        inputs = [refine_request(bench, item, text) for item, _, text in refine]
+        second = bench.llm.generate(cast(Any, inputs), [p for _, p, _ in refine], use_tqdm=False)
+        requests += len(inputs)
+        for output in second:
+            text, n = classify(bench, output)
+            tokens += n
+            ok += text is not None
+    return RunResult(len(bench.items), ok, tokens, requests)
+
+
+def run_vlmcap(bench: Bench, cap: int, stage2: bool, inflight: bool) -> RunResult:
+    """(b) / (c): vlmcap's own ``caption_items``."""
+    from vlmcap.engine import caption_items
+    from vlmcap.records import Status
+
+    config = bench.config.model_copy(
+        update={
+            "inflight_batching": inflight,
+            "max_inflight": cap,
+            "batch_size": cap,
+            "stage2": stage2,
+        }
+    )
+    records = caption_items(bench.items, bench.llm, bench.plugin, config)
+    ok = sum(r.status == Status.OK for r in records)
+    tokens = sum(r.output_tokens for r in records)
+    requests = sum(1 + (r.stage1_caption is not None and stage2) for r in records)
+    return RunResult(len(records), ok, tokens, requests)
+
+
+def run_one_per_step(bench: Bench, cap: int, stage2: bool) -> RunResult:
+    """(d) the baseline: at most ONE new request per ``engine.step()``, refines first."""
+    engine = bench.llm.llm_engine
+    source: Iterator[CaptionItem] = iter(bench.items)
+    refine: deque[tuple[CaptionItem, SamplingParams, str]] = deque()
+    inflight: dict[str, tuple[CaptionItem, SamplingParams, int]] = {}
+    run, ids = os.urandom(3).hex(), itertools.count()
+    exhausted = False
+    ok = tokens = requests = 0
+    while True:
+        if len(inflight) < cap:
+            job: tuple[CaptionItem, dict[str, Any], SamplingParams, int] | None = None
+            if refine:
+                item, params, caption = refine.popleft()
+                job = (item, refine_request(bench, item, caption), params, 2)
+            elif not exhausted:
+                nxt = next(source, None)
+                if nxt is None:
+                    exhausted = True
+                else:
+                    job = (nxt, *stage1_request(bench, nxt), 1)
+            if job is not None:
+                rid = f"{run}-{next(ids)}"
+                engine.add_request(rid, job[1], job[2])  # type: ignore[arg-type]
+                inflight[rid] = (job[0], job[2], job[3])
+                requests += 1
+        if not inflight:
+            if exhausted and not refine:
+                break
+            continue
+        for output in engine.step():
+            if not output.finished:
+                continue
+            item, params, stage = inflight.pop(output.request_id)
+            text, n = classify(bench, cast("RequestOutput", output))
+            tokens += n
+            if text is not None and stage == 1 and stage2:
+                refine.append((item, params, text))
+            elif text is not None:
+                ok += 1
+    return RunResult(len(bench.items), ok, tokens, requests)
+
+
+async def _final(stream: AsyncIterator[RequestOutput]) -> RequestOutput | None:
+    last = None
+    async for output in stream:
+        last = output
+    return last
+
+
+async def _run_async(bench: Bench, cap: int, stage2: bool) -> RunResult:
+    semaphore = asyncio.Semaphore(cap)
+    run = os.urandom(3).hex()
+
+    async def one(index: int, item: CaptionItem) -> tuple[int, int, int]:
+        async with semaphore:
+            inputs, params = stage1_request(bench, item)
+            output = await _final(
+                bench.async_llm.generate(cast(Any, inputs), params, f"{run}-{index}")
+            )
+            text, tokens = classify(bench, output)
+            if text is None or not stage2:
+                return int(text is not None), tokens, 1
+            inputs = refine_request(bench, item, text)
+            output = await _final(
+                bench.async_llm.generate(cast(Any, inputs), params, f"{run}-{index}:s2")
+            )
+            text, more = classify(bench, output)
+            return int(text is not None), tokens + more, 2
+
+    results = await asyncio.gather(*(one(i, item) for i, item in enumerate(bench.items)))
+    ok, tokens, requests = (sum(col) for col in zip(*results, strict=True))
+    return RunResult(len(bench.items), ok, tokens, requests)
+
+
+def run_asyncllm(bench: Bench, cap: int, stage2: bool) -> RunResult:
+    """(e) ``AsyncLLM``: one task per item; the refine request stays in the same task."""
+    return bench.loop.run_until_complete(_run_async(bench, cap, stage2))
+
+
+# ---- driver -------------------------------------------------------------------------------
+
+
+def contenders(bench: Bench, cap: int, stage2: bool) -> dict[str, Callable[[], RunResult]]:
+    return {
+        "a": lambda: run_generate(bench, stage2),
+        "b": lambda: run_vlmcap(bench, cap, stage2, inflight=True),
+        "c": lambda: run_vlmcap(bench, cap, stage2, inflight=False),
+        "d": lambda: run_one_per_step(bench, cap, stage2),
+        "e": lambda: run_asyncllm(bench, cap, stage2),
+    }
+
+
+def run_scenario(
+    bench: Bench, cap: int, stage2: bool, repeats: int, pause_s: float
+) -> dict[str, Any]:
+    name = f"cap{cap}-stage2-{'on' if stage2 else 'off'}"
+    warmups: dict[str, RunResult] = {}
+
+    def note(contender: str, sample: Sample[RunResult]) -> None:
+        r = sample.value
+        tag = "warm-up" if sample.repeat < 0 else f"repeat {sample.repeat}"
+        print(
+            f"  [{name}] {tag:>8} {contender}: {sample.seconds:7.2f} s  ok {r.ok}/{r.items}  "
+            f"{r.output_tokens} tok",
+            flush=True,
+        )
+        if sample.repeat < 0:
+            warmups[contender] = r
+
+    print(f"scenario {name}", flush=True)
+    samples = run_alternating(
+        contenders(bench, cap, stage2), repeats, pause_s=pause_s, on_sample=note
+    )
+    everything = [s.value for ss in samples.values() for s in ss] + list(warmups.values())
+    ok_counts = {r.ok for r in everything}
+    assert len(ok_counts) == 1, f"{name}: contenders disagree on ok results: {ok_counts}"
+    assert all(r.items == len(bench.items) for r in everything)
+
+    per: dict[str, Any] = {}
+    for key, runs in samples.items():
+        seconds = [s.seconds for s in runs]
+        per[key] = {
+            "label": CONTENDERS[key],
+            "capped": key != "a",
+            "order_positions": [s.position for s in runs],
+            "seconds": summarize(seconds),
+            "items_per_s": summarize([s.value.items / s.seconds for s in runs]),
+            "output_tok_per_s": summarize([s.value.output_tokens / s.seconds for s in runs]),
+            "ok": runs[0].value.ok,
+            "output_tokens": [s.value.output_tokens for s in runs],
+            "engine_requests": runs[0].value.requests,
+            "warmup": {"result": asdict(warmups[key])},
+        }
+    ratios: dict[str, Any] = {}
+    for num, den, goal, only_cap in RATIOS:
+        r = ratio(per[num]["items_per_s"]["values"], per[den]["items_per_s"]["values"])
+        target = None if only_cap is not None and only_cap != cap else goal
+        r["target"] = target
+        r["met"] = None if target is None else bool(r["ratio_of_medians"] >= target)
+        ratios[f"{num}/{den}"] = r
+    tokens_equal = len({t for p in per.values() for t in p["output_tokens"]}) == 1
+    return {
+        "name": name,
+        "cap": cap,
+        "stage2": stage2,
+        "contenders": per,
+        "ratios_items_per_s": ratios,
+        "output_tokens_identical_across_contenders": tokens_equal,
+    }
+
+
+def print_table(scenarios: list[dict[str, Any]]) -> None:
+    print()
+    print(
+        f"{'scenario':<20}{'':3}{'contender':<28}{'s (med)':>9}{'items/s med [min-max]':>24}"
+        f"{'tok/s med':>11}{'ok':>6}"
+    )
+    for sc in scenarios:
+        for key, c in sc["contenders"].items():
+            ips = c["items_per_s"]
+            span = f"{ips['median']:.2f} [{ips['min']:.2f}-{ips['max']:.2f}]"
+            print(
+                f"{sc['name']:<20}{key:<3}{c['label']:<28}{c['seconds']['median']:>9.2f}"
+                f"{span:>24}{c['output_tok_per_s']['median']:>11.1f}{c['ok']:>6}"
+            )
+        parts = []
+        for label, r in sc["ratios_items_per_s"].items():
+            mark = "" if r["met"] is None else (" ok" if r["met"] else " MISSED")
+            goal = "" if r["target"] is None else f" (>={r['target']}{mark})"
+            parts.append(
+                f"{label} {r['ratio_of_medians']:.3f} [{r['min']:.3f}-{r['max']:.3f}]{goal}"
+            )
+        print(f"{'':<23}ratios: " + "; ".join(parts))
+        if not sc["output_tokens_identical_across_contenders"]:
+            print(f"{'':<23}note: output token totals differ between runs")
+    print()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    p.add_argument("--quick", action="store_true", help="24 requests, 1 repeat, cap 16 only")
+    p.add_argument("--requests", type=int, default=None, help="default 96 (24 with --quick)")
+    p.add_argument("--repeats", type=int, default=None, help="default 3 (1 with --quick)")
+    p.add_argument("--model", default="tiny-qwen2.5-vl")
+    p.add_argument("--model-path", default=None)
+    p.add_argument("--seed", type=int, default=0, help="workload seed")
+    p.add_argument("--out", default=None, help="default bench/results/engine_loop.json")
+    p.add_argument(
+        "--caps", default=None, help="comma-separated caps; default 16,256 (16 with --quick)"
+    )
+    p.add_argument(
+        "--pause",
+        type=float,
+        default=1.5,
+        help="untimed seconds between runs: vLLM workers busy-spin ~1 s after their last step",
+    )
+    args = p.parse_args(argv)
+    if args.requests is None:
+        args.requests = 24 if args.quick else 96
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 3
+    if args.caps is None:
+        args.caps = "16" if args.quick else "16,256"
+    args.caps = [int(c) for c in args.caps.split(",") if c.strip()]
+    if not args.quick and args.requests < 64:
+        p.error("--requests must be at least 64 (use --quick for a smoke test)")
+    if not args.quick and args.repeats < 3:
+        p.error("--repeats must be at least 3 (use --quick for a smoke test)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    logging.basicConfig(level=logging.WARNING)
+
+    from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.usage.usage_lib import UsageContext
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    from vlmcap.config import VLMConfig
+    from vlmcap.engine import load_engine
+    from vlmcap.engine.args import engine_kwargs
+
+    # On a CPU backend engine_kwargs turns chunked prefill off (seeded requests crash it).
+    config = VLMConfig.build(
+        model=args.model,
+        model_path=args.model_path,
+        mm_cache=False,
+        prefix_caching=False,
+        enforce_eager=True,
+    )
+    items, workload = make_items(args.requests, args.seed)
+    t0 = time.perf_counter()
+    plugin, llm = load_engine(config)
+    llm_start = time.perf_counter() - t0
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    t0 = time.perf_counter()
+    # LLM_CLASS: the same scheduler defaults (max_num_seqs, batched tokens) as ``vllm.LLM``.
+    async_llm = AsyncLLM.from_engine_args(
+        AsyncEngineArgs(**engine_kwargs(plugin, config)), usage_context=UsageContext.LLM_CLASS
+    )
+    async_start = time.perf_counter() - t0
+    prompt = plugin.prompt(config.prompt_variant, config.prompt_text)
+    bench = Bench(llm, async_llm, loop, plugin, config, items, prompt)
+    try:
+        scenarios = [
+            run_scenario(bench, cap, stage2, args.repeats, args.pause)
+            for cap in args.caps
+            for stage2 in (False, True)
+        ]
+    finally:
+        async_llm.shutdown()
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.close()
+
+    def sched(vllm_config: Any) -> dict[str, Any]:
+        s = vllm_config.scheduler_config
+        return {
+            "max_num_seqs": s.max_num_seqs,
+            "max_num_batched_tokens": s.max_num_batched_tokens,
+            "enable_chunked_prefill": s.enable_chunked_prefill,
+        }
+
+    result = {
+        "name": "engine_loop",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "repeats": args.repeats,
+        "pause_between_runs_s": args.pause,
+        "order": "untimed warm-up of every contender per scenario, then per repeat the order "
+        "of bench/common.py order_for_repeat (mirrored on odd repeats, rotated every two)",
+        "machine": machine_info(),
+        "config": config.model_dump(),
+        "plugin": {"variant": plugin.variant, "model_path": plugin.model_path},
+        "engine_kwargs": engine_kwargs(plugin, config),
+        "scheduler": {
+            "llm": sched(llm.llm_engine.vllm_config),
+            "async_llm": sched(async_llm.vllm_config),
+        },
+        "startup_s": {"llm": llm_start, "async_llm": async_start},
+        "contenders": CONTENDERS,
+        "workload": workload,
+        "scenarios": scenarios,
+    }
+    path = write_result("engine_loop", result, args.out)
+    print_table(scenarios)
+    print(f"wrote {path}")
+    # Drop the engines while the interpreter is whole (AsyncLLM.__del__ calls shutdown again).
+    del bench, async_llm, llm
+    gc.collect()
+
+
+if __name__ == "__main__":
+    main()
