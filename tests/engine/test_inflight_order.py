@@ -141,3 +141,43 @@ def test_each_record_is_yielded_exactly_once():
     )
     assert sorted(r.key for r in records) == sorted(media)
     assert len({id(r) for r in records}) == 25
+
+
+class TrickleSource:
+    """A polling source whose items become ready one poll at a time (decode lagging)."""
+
+    def __init__(self, media, ready_every, engine):
+        self.pending = list(items(*media))
+        self.ready_every = ready_every
+        self.engine = engine
+        self.polls: list[tuple[bool, int]] = []  # (block, requests inside the engine)
+
+    def poll(self, block):
+        self.polls.append((block, len(self.engine.running)))
+        if not self.pending:
+            return None
+        if block or len(self.polls) % self.ready_every == 0:
+            return self.pending.pop(0)
+        return None
+
+    @property
+    def exhausted(self):
+        return not self.pending
+
+
+def test_polling_source_never_blocks_while_the_engine_has_work():
+    from vlmcap.engine.stats import LoopStats
+
+    media = [f"p{i}" for i in range(12)]
+    engine = ScriptedEngine(dict.fromkeys(media, 2))
+    source = TrickleSource(media, ready_every=3, engine=engine)
+    factory = RequestFactory(EchoPlugin(), VLMConfig(model="echo-test", max_inflight=8))
+    stats = LoopStats()
+    records = list(iter_inflight(source, SimpleNamespace(llm_engine=engine), factory, stats))
+    assert sorted(r.key for r in records) == sorted(media)
+    assert all(r.status == Status.OK for r in records)
+    # a blocking poll only ever happens with the engine empty
+    assert all(inside == 0 for block, inside in source.polls if block)
+    assert any(not block and inside > 0 for block, inside in source.polls)
+    assert stats.steps == len(engine.inflight_history)
+    assert stats.requests == len(media)

@@ -1,34 +1,76 @@
-"""``vlmcap caption PATH...``: caption media files with the offline engine."""
+"""``vlmcap caption PATH...``: caption a folder, glob or manifest of media with the offline engine.
+
+Exit status: 0 every item captioned, 1 some items failed, 2 bad usage (or the output folder is
+held by another job).
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
+from vlmcap.cli.caption_view import CaptionProgress, print_dry_run, print_summary
 from vlmcap.cli.options import build_config
 from vlmcap.config import ConfigError
 from vlmcap.media.inputs import discover
-from vlmcap.plugins.registry import UnknownModelError
+from vlmcap.media.manifest import ManifestError
+from vlmcap.prompts import read_prompt_file
+from vlmcap.sinks.lock import LockedError
 
-console = Console(stderr=True)
-out = Console()
+#: Options that are not ``VLMConfig`` fields.
+_RUN_OPTIONS = {
+    "paths",
+    "output_dir",
+    "config_file",
+    "manifest",
+    "path_column",
+    "ext",
+    "video_fps",
+    "num_frames",
+    "max_frames",
+    "max_pixels",
+    "window",
+    "overlap",
+    "dump_frames",
+    "prompt_file",
+    "overwrite",
+    "retry_failed",
+    "parquet",
+    "save_every",
+    "save_interval",
+    "workers",
+    "prefetch",
+    "limit",
+    "dry_run",
+}
 
 
 def caption(
-    paths: list[Path] = typer.Argument(..., help="Media files or folders (searched recursively)."),
+    paths: list[str] = typer.Argument(
+        None, help="Media files, folders (searched recursively) or glob patterns ('d/**/*.mp4')."
+    ),
     output_dir: Path = typer.Option(Path("out"), "--output-dir", "-o", help="Where outputs go."),
     config_file: Path = typer.Option(
-        None, "--config", "-c", help="YAML/TOML file with any of the options below."
+        None, "--config", "-c", help="YAML/TOML file with any of the model options below."
     ),
+    manifest: Path = typer.Option(
+        None, help="JSONL/CSV/parquet listing files (paths relative to the manifest's folder)."
+    ),
+    path_column: str = typer.Option("path", help="Manifest column holding the paths."),
+    ext: list[str] = typer.Option(None, "--ext", help="Only these extensions (repeatable)."),
     model: str = typer.Option(None, "--model", "-m", help="Model variant (`vlmcap models`)."),
     model_path: str = typer.Option(None, help="Local weights folder or hub id."),
-    prompt_variant: str = typer.Option(None, "--prompt", help="Named prompt of the model."),
+    prompt_variant: str = typer.Option(
+        None,
+        "--prompt",
+        help="Prompt style: default, simple, short, long, video, video-short, video-long, or "
+        "one of the model's own.",
+    ),
     prompt_text: str = typer.Option(None, "--prompt-text", help="Custom prompt text."),
+    prompt_file: Path = typer.Option(None, help="Read the custom prompt from this file."),
     max_output_tokens: int = typer.Option(None, help="Token limit per caption [512]."),
     temperature: float = typer.Option(None, help="Sampling temperature [0.1]."),
     top_p: float = typer.Option(None, help="Nucleus sampling [0.001]."),
@@ -46,70 +88,106 @@ def caption(
     stage2: bool = typer.Option(None, "--stage2/--no-stage2", help="Refine captions [off]."),
     stage2_prompt: str = typer.Option(None, help="Refine prompt (the caption is appended)."),
     enforce_eager: bool = typer.Option(None, "--enforce-eager/--no-enforce-eager"),
-    video_fps: float = typer.Option(2.0, help="Frames per second sampled from videos."),
-    max_frames: int = typer.Option(16, help="Most frames sent per video."),
+    video_fps: float = typer.Option(2.0, "--fps", help="Frames per second sampled from videos."),
+    num_frames: int = typer.Option(None, help="Fixed frames per window instead of --fps."),
+    max_frames: int = typer.Option(16, help="Most frames sent per window."),
+    max_pixels: int = typer.Option(448 * 448, help="Pixel budget per video frame."),
+    window: float = typer.Option(
+        None, help="Split videos into windows of this many seconds [one window per clip]."
+    ),
+    overlap: float = typer.Option(0.0, help="Seconds two consecutive windows share."),
+    dump_frames: Path = typer.Option(None, help="Write the frames sent to the model here."),
+    overwrite: bool = typer.Option(False, help="Start over instead of resuming."),
+    retry_failed: bool = typer.Option(False, help="On resume, redo items that failed."),
+    parquet: bool = typer.Option(False, help="Also write the records as parquet."),
+    save_every: int = typer.Option(100, help="Save the caption map every N items..."),
+    save_interval: float = typer.Option(30.0, help="...or every this many seconds."),
+    workers: int = typer.Option(min(4, os.cpu_count() or 1), help="Decode threads."),
+    prefetch: int = typer.Option(16, help="Decoded files waiting for the engine, at most."),
+    limit: int = typer.Option(None, help="Only the first N files (in sorted order)."),
+    dry_run: bool = typer.Option(False, help="List what would be captioned and stop."),
 ) -> None:
-    """Caption images and videos; prints each caption and writes JSONL + a caption map.
+    """Caption images and videos: resumable JSONL records, a caption map, optional parquet.
 
-    Exit status: 0 all captioned, 1 some items failed, 2 bad usage.
+    Re-running the same command resumes: finished items are skipped (failed ones too, unless
+    --retry-failed). Exit status: 0 all captioned, 1 some items failed, 2 bad usage.
     """
-    options: dict[str, Any] = {
-        k: v
-        for k, v in locals().items()
-        if k not in {"paths", "output_dir", "config_file", "video_fps", "max_frames"}
-    }
+    options: dict[str, Any] = {k: v for k, v in locals().items() if k not in _RUN_OPTIONS}
+    from vlmcap.cli.errors import usage_error
+    from vlmcap.pipeline.caption import RunOptions
+    from vlmcap.pipeline.units import MediaOptions
+
     try:
-        if video_fps <= 0 or max_frames < 1:
-            raise ConfigError("--video-fps must be > 0 and --max-frames at least 1")
+        if prompt_file is not None:
+            if prompt_text is not None:
+                raise ConfigError("give --prompt-text or --prompt-file, not both")
+            options["prompt_text"] = read_prompt_file(prompt_file)
+        if limit is not None and limit < 1:
+            raise ConfigError("--limit must be at least 1")
+        if workers < 1 or prefetch < 1 or save_every < 1 or save_interval <= 0:
+            raise ConfigError("--workers, --prefetch and --save-every must be at least 1")
         config = build_config(config_file, options)
-        files = discover(paths)
-    except (ConfigError, FileNotFoundError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        media = MediaOptions(
+            video_fps=video_fps,
+            num_frames=num_frames,
+            max_frames=max_frames,
+            max_pixels=max_pixels,
+            window_s=window,
+            overlap_s=overlap,
+            dump_dir=dump_frames,
+        )
+        run = RunOptions(
+            media=media,
+            overwrite=overwrite,
+            retry_failed=retry_failed,
+            parquet=parquet,
+            save_every_items=save_every,
+            save_every_s=save_interval,
+            workers=workers,
+            prefetch=prefetch,
+        )
+        if not paths and manifest is None:
+            raise ConfigError("give media paths or --manifest")
+        found = discover(
+            paths or [], extensions=ext or None, manifest=manifest, path_column=path_column
+        )
+    except (ConfigError, FileNotFoundError, ManifestError, ValueError) as exc:
+        usage_error(str(exc))
+    for problem in found.problems:
+        typer.echo(f"warning: skipped {problem}", err=True)
+    files = found.files[:limit] if limit is not None else found.files
     if not files:
-        console.print(f"[red]error:[/red] no images or videos under {', '.join(map(str, paths))}")
-        raise typer.Exit(2)
+        where = ", ".join(paths or []) or str(manifest)
+        usage_error(f"no images or videos under {where}")
+    if dry_run:
+        print_dry_run(files, output_dir, config, run)
+        raise typer.Exit(0)
 
-    from vlmcap.engine.offline import load_engine
-    from vlmcap.pipeline.caption import MediaOptions, caption_files
+    from vlmcap.pipeline.backend import OfflineBackend
+    from vlmcap.pipeline.caption import caption_files, open_store
+    from vlmcap.plugins.registry import UnknownModelError, get_plugin
 
     try:
-        plugin, llm = load_engine(config)
-    except UnknownModelError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-
-    table = Table("item", "status", "caption / error", show_lines=False)
-    with Progress(
-        TextColumn("captioning"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[failed]} failed"),
-        console=console,
-    ) as progress:
-        task = progress.add_task("caption", total=len(files), failed=0)
-
-        def on_record(record: Any) -> None:
-            failed = record.status != "ok"
-            progress.update(task, advance=1, failed=progress.tasks[0].fields["failed"] + failed)
-            text = record.caption if not failed else f"[red]{record.error}[/red]"
-            table.add_row(record.key, str(record.status), text)
-
-        summary = caption_files(
-            files,
-            llm,
-            plugin,
-            config,
-            output_dir,
-            opts=MediaOptions(video_fps=video_fps, max_frames=max_frames),
-            on_record=on_record,
-        )
-    out.print(table)
-    out.print(
-        f"{summary.ok} ok, {summary.failed} failed, {summary.truncated} truncated; "
-        f"{summary.items_per_s:.2f} items/s, {summary.output_tokens} output tokens"
-    )
-    for name, path in summary.outputs.items():
-        out.print(f"{name}: {path}")
+        plugin = get_plugin(config.model, config.model_path)
+        store = open_store(output_dir, plugin, config, run)  # lock before the slow engine start
+    except (UnknownModelError, LockedError) as exc:
+        usage_error(str(exc))
+    try:
+        backend = OfflineBackend(plugin.build_llm(config), plugin, config)
+        with CaptionProgress(len(files)) as progress:
+            summary = caption_files(
+                files,
+                backend,
+                plugin,
+                config,
+                output_dir,
+                run=run,
+                store=store,
+                on_row=progress.row,
+                on_file_done=progress.file_done,
+                on_plan=progress.plan,
+            )
+    finally:
+        store.close()
+    print_summary(summary, progress.shown)
     raise typer.Exit(1 if summary.failed else 0)

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 from vlmcap.engine.requests import RequestFactory, apply_output, chunked, describe_error
+from vlmcap.engine.stats import LoopStats
 from vlmcap.records import CaptionItem, CaptionRecord
 
 if TYPE_CHECKING:
@@ -53,16 +54,34 @@ def _generate(llm: LLM, records: list[CaptionRecord]) -> list[RequestOutput | No
 
 
 def iter_fixed_batches(
-    items: Iterable[CaptionItem], llm: LLM, factory: RequestFactory
+    items: Iterable[CaptionItem],
+    llm: LLM,
+    factory: RequestFactory,
+    stats: LoopStats | None = None,
 ) -> Iterator[CaptionRecord]:
     """Yield one record per item, batch by batch, in input order within each batch."""
-    for batch in chunked(items, factory.config.batch_size):
+    stats = stats if stats is not None else LoopStats()
+    source = iter(items)
+    while True:
+        t0 = time.perf_counter()
+        batch = next(chunked(source, factory.config.batch_size), None)
+        stats.input_wait_s += time.perf_counter() - t0
+        if batch is None:
+            break
         records = [factory.new_record(item) for item in batch]
         pass_records = [r for r in records if factory.stage1(r)]
         for _stage in range(2):
             next_pass = []
-            for record, output in zip(pass_records, _generate(llm, pass_records), strict=True):
+            t0 = time.perf_counter()
+            outputs = _generate(llm, pass_records)
+            if pass_records:
+                stats.busy_s += time.perf_counter() - t0
+                stats.steps += 1
+                stats.requests += len(pass_records)
+                stats.peak_inflight = max(stats.peak_inflight, len(pass_records))
+            for record, output in zip(pass_records, outputs, strict=True):
                 if output is not None and apply_output(record, output, factory):
                     next_pass.append(record)
             pass_records = [r for r in next_pass if factory.stage2(r)]
         yield from records
+    stats.finished = time.perf_counter()

@@ -7,6 +7,8 @@ Flow trace::
         _top_up()                       # until max_inflight requests are inside the engine:
           refine queue first            #   stage-2 requests finish records soonest
           else next(items)              #   items are pulled lazily: memory stays bounded
+                                        #   (a PollingSource: only what is ready, unless
+                                        #   the engine is empty)
           factory.stage1/stage2(record) #   plugin.make_request / make_refine_request
           engine.add_request(...)       #   vLLM's input processing; a rejection fails the record
         engine.step()                   # one engine iteration; returns finished outputs
@@ -26,6 +28,8 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 from vlmcap.engine.requests import RequestFactory, apply_output, describe_error
+from vlmcap.engine.source import PollingSource
+from vlmcap.engine.stats import LoopStats
 from vlmcap.records import CaptionItem, CaptionRecord
 
 if TYPE_CHECKING:
@@ -37,11 +41,19 @@ logger = logging.getLogger(__name__)
 class _InflightLoop:
     """State of one run: the lazily read source, the refine queue and the engine's requests."""
 
-    def __init__(self, items: Iterable[CaptionItem], llm: LLM, factory: RequestFactory) -> None:
+    def __init__(
+        self,
+        items: Iterable[CaptionItem],
+        llm: LLM,
+        factory: RequestFactory,
+        stats: LoopStats | None = None,
+    ) -> None:
         self.engine = llm.llm_engine
         self.factory = factory
         self.max_inflight = factory.config.max_inflight
-        self.source: Iterator[CaptionItem] | None = iter(items)
+        self.stats = stats if stats is not None else LoopStats()
+        self.poller = items if isinstance(items, PollingSource) else None
+        self.source: Iterator[CaptionItem] | None = None if self.poller else iter(items)
         self.refine: deque[CaptionRecord] = deque()
         self.inflight: dict[str, CaptionRecord] = {}
         self.done: list[CaptionRecord] = []
@@ -58,6 +70,8 @@ class _InflightLoop:
         if record.timings.queued is None:
             record.timings.queued = time.time()
         self.inflight[request_id] = record
+        self.stats.requests += 1
+        self.stats.peak_inflight = max(self.stats.peak_inflight, len(self.inflight))
 
     def next_record(self) -> CaptionRecord | None:
         """The next request to add, stage-2 first; None when nothing is waiting.
@@ -68,18 +82,33 @@ class _InflightLoop:
             if self.refine:
                 record = self.refine.popleft()
                 built = self.factory.stage2(record)
-            elif self.source is None:
-                return None
             else:
-                item = next(self.source, None)
+                item = self.pull()
                 if item is None:
-                    self.source = None
                     return None
                 record = self.factory.new_record(item)
                 built = self.factory.stage1(record)
             if built:
                 return record
             self.done.append(record)
+
+    def pull(self) -> CaptionItem | None:
+        """The next item of the source; None when exhausted or (polling) nothing is ready."""
+        if self.poller is not None:
+            idle = not self.inflight and not self.done
+            t0 = time.perf_counter()
+            item = self.poller.poll(block=idle)
+            if idle:
+                self.stats.input_wait_s += time.perf_counter() - t0
+            if item is None and self.poller.exhausted:
+                self.poller = None
+            return item
+        if self.source is None:
+            return None
+        item = next(self.source, None)
+        if item is None:
+            self.source = None
+        return item
 
     def top_up(self) -> None:
         while len(self.inflight) < self.max_inflight:
@@ -91,6 +120,7 @@ class _InflightLoop:
     def step(self) -> Exception | None:
         """One engine step; on an engine error every in-flight record fails and the error is
         returned for the caller to raise once those records are out."""
+        t0 = time.perf_counter()
         try:
             outputs = self.engine.step()
         except Exception as exc:  # noqa: BLE001 - re-raised by iter_inflight
@@ -101,6 +131,9 @@ class _InflightLoop:
             self.done.extend(self.inflight.values())
             self.inflight.clear()
             return exc
+        if self.inflight:
+            self.stats.busy_s += time.perf_counter() - t0
+        self.stats.steps += 1
         for output in outputs:
             if not output.finished:
                 continue
@@ -115,20 +148,26 @@ class _InflightLoop:
 
     @property
     def exhausted(self) -> bool:
-        return self.source is None and not self.refine and not self.inflight
+        return self.source is None and self.poller is None and not self.refine and not self.inflight
 
 
 def iter_inflight(
-    items: Iterable[CaptionItem], llm: LLM, factory: RequestFactory
+    items: Iterable[CaptionItem],
+    llm: LLM,
+    factory: RequestFactory,
+    stats: LoopStats | None = None,
 ) -> Iterator[CaptionRecord]:
     """Yield one record per item, in completion order."""
-    loop = _InflightLoop(items, llm, factory)
+    loop = _InflightLoop(items, llm, factory, stats)
     while True:
         loop.top_up()
         yield from loop.done
         loop.done.clear()
         if loop.exhausted:
+            loop.stats.finished = time.perf_counter()
             return
+        if not loop.inflight:
+            continue  # a polling source had nothing ready yet and the engine is empty
         error = loop.step()
         yield from loop.done
         loop.done.clear()

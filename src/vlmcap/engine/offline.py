@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from vlmcap.engine.batching import iter_fixed_batches
 from vlmcap.engine.inflight import iter_inflight
 from vlmcap.engine.requests import RequestFactory
+from vlmcap.engine.stats import LoopStats
 from vlmcap.plugins.registry import get_plugin
 from vlmcap.records import CaptionItem, CaptionRecord
 
@@ -40,15 +41,20 @@ def load_engine(config: VLMConfig) -> tuple[VLMPlugin, LLM]:
 
 
 def iter_captions(
-    items: Iterable[CaptionItem], llm: LLM, plugin: VLMPlugin, config: VLMConfig
+    items: Iterable[CaptionItem],
+    llm: LLM,
+    plugin: VLMPlugin,
+    config: VLMConfig,
+    stats: LoopStats | None = None,
 ) -> Iterator[CaptionRecord]:
     """Yield one finished record (``ok`` or ``failed``) per item as soon as it is done.
 
-    Items are pulled lazily, so a generator of decoded media keeps memory bounded.
+    Items are pulled lazily, so a generator of decoded media keeps memory bounded. ``stats``
+    (optional) is filled with the run's engine-busy and input-wait times.
     """
     factory = RequestFactory(plugin, config)
     loop = iter_inflight if config.inflight_batching else iter_fixed_batches
-    yield from loop(items, llm, factory)
+    yield from loop(items, llm, factory, stats)
 
 
 def caption_items(

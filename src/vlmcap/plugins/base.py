@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from vlmcap import envs
+from vlmcap.prompts import STYLES
 
 if TYPE_CHECKING:
     from vllm import LLM, CompletionOutput
@@ -47,8 +48,9 @@ class VLMPlugin(abc.ABC):
     model_id: ClassVar[str]
     #: One line for ``vlmcap models``.
     description: ClassVar[str] = ""
-    #: Named prompts; ``default`` must exist.
-    prompts: ClassVar[Mapping[str, str]] = {"default": "Describe this video in detail."}
+    #: Named prompts (see ``vlmcap.prompts``); ``default`` must exist, ``image`` is the default
+    #: for pictures.
+    prompts: ClassVar[Mapping[str, str]] = STYLES
 
     def __init__(self, model_path: str | Path | None = None) -> None:
         self._model_path = str(model_path) if model_path is not None else None
@@ -86,6 +88,13 @@ class VLMPlugin(abc.ABC):
             raise ValueError(
                 f"model {self.variant!r} has no prompt variant {variant!r}; known: {known}"
             ) from None
+
+    def prompt_for(self, kind: str, variant: str = "default", text: str | None = None) -> str:
+        """The prompt for one item of ``kind`` ("image" or "video"): ``default`` means the
+        ``image`` prompt for pictures and the ``default`` (video) prompt for clips."""
+        if text is None and variant == "default" and kind == "image":
+            return self.prompts.get("image", self.prompts["default"])
+        return self.prompt(variant, text)
 
     # ---- engine ---------------------------------------------------------------------------
 

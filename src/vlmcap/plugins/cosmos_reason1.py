@@ -6,6 +6,7 @@ import re
 from typing import TYPE_CHECKING, ClassVar
 
 from vlmcap.plugins.qwen2_5_vl import Qwen25VLPlugin
+from vlmcap.prompts import STYLES
 
 if TYPE_CHECKING:
     from vllm import CompletionOutput
@@ -37,6 +38,7 @@ class CosmosReason1Plugin(Qwen25VLPlugin):
         "<think>\nyour reasoning\n</think>\n\n<answer>\nyour answer\n</answer>."
     )
     prompts: ClassVar[dict[str, str]] = {
+        **STYLES,
         "default": (
             "Describe the video in detail: the objects and people, how they move, how they "
             "interact, the camera motion, and the physical events that happen."

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 from vlmcap.config import VLMConfig
 from vlmcap.media.frames import as_image_list, is_video, video_metadata, video_to_uint8_thwc
 from vlmcap.plugins.base import EngineInputs, VLMPlugin
+from vlmcap.prompts import STYLES
 from vlmcap.records import Media
 
 DEFAULT_VIDEO_FPS = 2.0
@@ -39,11 +40,7 @@ class Qwen25VLPlugin(VLMPlugin):
     variant = "qwen2.5-vl"
     model_id = "Qwen/Qwen2.5-VL-7B-Instruct"
     description = "Qwen2.5-VL instruct models (images, several images, video)."
-    prompts: ClassVar[dict[str, str]] = {
-        "default": "Describe this video in detail.",
-        "image": "Describe this image in detail.",
-        "short": "Write a very short caption for the given image.",
-    }
+    prompts: ClassVar[dict[str, str]] = STYLES
     #: System turn; ``None`` keeps the chat template's default.
     system_prompt: ClassVar[str | None] = None
     #: Most images one prompt may carry (multi-image QA); vLLM sizes its profiling run by it.

@@ -1,0 +1,24 @@
+"""Item sources the in-flight loop can poll without blocking the engine.
+
+A plain iterable of items works everywhere (``next()`` may block while media decodes). A
+source that also has ``poll`` lets the in-flight loop take only what is ready while requests
+are inside the engine, and block only when the engine would otherwise sit empty; the
+pipeline's decode prefetcher is one.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from vlmcap.records import CaptionItem
+
+
+@runtime_checkable
+class PollingSource(Protocol):
+    def poll(self, block: bool) -> CaptionItem | None:
+        """The next ready item; ``None`` when none is ready (only with ``block=False``) or
+        when the source is exhausted."""
+
+    @property
+    def exhausted(self) -> bool:
+        """True once every item has been handed out."""
