@@ -49,6 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fps", type=float, default=30.0, help="clip frame rate")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
     p.add_argument("--max-output-tokens", type=int, default=32)
+    p.add_argument("--model-path", default=None, help="weights [the random tiny model]")
     p.add_argument("--out", default=None, help="result file [bench/results/pipeline.json]")
     return p.parse_args(argv)
 
@@ -74,8 +75,12 @@ def main(argv: list[str] | None = None) -> None:
         make_clips(src, clips, args.seconds, args.fps)
         logger.info("wrote %d clips in %.1f s", clips, time.perf_counter() - t0)
         files = discover([src]).files
+        from vlmcap.testing.tiny_model import ensure_tiny_model
+
         config = VLMConfig.build(
             model="tiny-qwen2.5-vl",
+            # random weights: outputs of varied length, like a real model's captions
+            model_path=str(args.model_path or ensure_tiny_model()),
             max_output_tokens=args.max_output_tokens,
             mm_cache=False,
             prefix_caching=False,
