@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import engine_config
@@ -40,7 +41,7 @@ def run(engine, tiny_model_path, root, out, **opts):
 def test_every_file_gets_one_row_and_the_map_holds_the_ok_ones(
     engine, tiny_model_path, dataset, tmp_path
 ):
-    summary = run(engine, tiny_model_path, dataset, tmp_path)
+    summary = run(engine, tiny_model_path, dataset, tmp_path, parquet=True)
     rows = rows_of(tmp_path)
     keys = [r["key"] for r in rows]
     assert sorted(keys) == sorted(f.key for f in discover([dataset]))
@@ -49,6 +50,10 @@ def test_every_file_gets_one_row_and_the_map_holds_the_ok_ones(
     cmap = json.loads(summary.outputs["captions"].read_text())
     assert cmap == {r["key"]: r["caption"] for r in rows if r["status"] == "ok"}
     assert all(r["model"] == "tiny-qwen2.5-vl" and r["prompt_style"] == "default" for r in rows)
+    table = pq.read_table(summary.outputs["parquet"]).to_pylist()
+    assert sorted((r["key"], r["status"]) for r in table) == sorted(
+        (r["key"], r["status"]) for r in rows
+    )
     assert 0 < summary.loop.busy_fraction <= 1
 
 
