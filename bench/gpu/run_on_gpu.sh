@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Run vlmcap's engine_loop and pipeline benchmarks on an NVIDIA GPU machine with no network,
+# with vLLM 0.25.0 carried as parts (bench/gpu/make_parts.sh) and a Qwen2.5-VL-7B-shaped model
+# with random weights (load_format=dummy). Run from the repository root:
+#
+#   bench/gpu/run_on_gpu.sh stage .gpu-bundle/pN   # unpack one part (any order, each once)
+#   bench/gpu/run_on_gpu.sh prep                   # model folder + 200 synthetic clips
+#   bench/gpu/run_on_gpu.sh engine_loop            # -> $RESULTS/engine_loop_h100.json
+#   bench/gpu/run_on_gpu.sh pipeline               # -> $RESULTS/pipeline_h100.json
+#   bench/gpu/run_on_gpu.sh all .gpu-bundle/p*     # everything in one go
+#
+# Environment: GPU_WORK (default /tmp/vlmcap-gpu: site packages, model folder, clips, logs),
+# RESULTS (default $OUT if set, else bench/results), CALL_START / CALL_LIMIT_S (Unix time the
+# surrounding job started and its limit in seconds: engine_loop skips scenarios that would not
+# end 30 s before it; default: now and 600).
+set -euo pipefail
+G=${GPU_WORK:-/tmp/vlmcap-gpu}
+RESULTS=$(realpath -m "${RESULTS:-${OUT:-bench/results}}")
+CALL_START=${CALL_START:-$(date +%s)}
+CALL_LIMIT_S=${CALL_LIMIT_S:-600}
+MODEL=$G/qwen25vl-7b
+CLIPS=$G/clips
+mkdir -p "$G/site" "$G/logs" "$RESULTS"
+export PYTHONPATH=$G/site:$PWD/src${PYTHONPATH:+:$PYTHONPATH}
+export VLLM_USE_FLASHINFER_SAMPLER=0 # FlashInfer is not carried
+export PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+
+# clips for the pipeline benchmark: 4-8 s (8-16 frames at 2 fps), 30 fps, 640x360 H.264
+CLIP_ARGS=(--clips 200 --seconds 4-8 --fps 30 --video-size 640x360 --clips-dir "$CLIPS")
+MODEL_ARGS=(--model qwen2.5-vl --model-path "$MODEL" --engine-arg load_format=dummy
+  --engine-arg enforce_eager=false)
+
+stage() {
+  local part=$1
+  (cd "$part" && md5sum -c --quiet MD5SUMS)
+  for a in "$part"/*.tar.xz; do
+    xz -T0 -dc "$a" | tar -x -C "$G/site"
+    echo "unpacked $a"
+  done
+}
+
+prep() {
+  [ -f "$MODEL/config.json" ] || $PY bench/gpu/make_qwen25vl_7b_folder.py "$MODEL"
+  (cd bench && $PY pipeline.py "${CLIP_ARGS[@]}" --gen-procs "$(nproc)" --make-clips-only)
+}
+
+engine_loop() {
+  local deadline=$((CALL_START + CALL_LIMIT_S - 30))
+  # two engines (LLM + AsyncLLM) share the GPU: 0.42 of its memory each
+  (cd bench && $PY engine_loop.py "${MODEL_ARGS[@]}" --engine-arg gpu_memory_utilization=0.42 \
+    --requests 128 --repeats 3 --caps 16,256 --max-tokens 8-48 \
+    --image-sides 448,560,672,784,896 --video-frames 8 --video-side 448 \
+    --warmup first --pause 0.5 --stage2-last --lenient --deadline "$deadline" \
+    --out "$RESULTS/engine_loop_h100.json") 2>&1 | tee "$G/logs/engine_loop.log"
+}
+
+pipeline() {
+  (cd bench && $PY pipeline.py "${MODEL_ARGS[@]}" "${CLIP_ARGS[@]}" --gen-procs "$(nproc)" \
+    --repeats 3 --workers 8 --predecode-threads 8 --max-output-tokens 64 --pause 0.5 \
+    --out "$RESULTS/pipeline_h100.json") 2>&1 | tee "$G/logs/pipeline.log"
+}
+
+cmd=${1:?usage: run_on_gpu.sh stage PART | prep | engine_loop | pipeline | all PART...}
+shift
+case $cmd in
+  stage) for p in "$@"; do stage "$p"; done ;;
+  prep) prep ;;
+  engine_loop) engine_loop ;;
+  pipeline) pipeline ;;
+  all)
+    for p in "$@"; do stage "$p"; done
+    prep
+    engine_loop
+    pipeline
+    ;;
+  *)
+    echo "unknown command $cmd" >&2
+    exit 2
+    ;;
+esac
