@@ -181,3 +181,5 @@ def test_polling_source_never_blocks_while_the_engine_has_work():
     assert any(not block and inside > 0 for block, inside in source.polls)
     assert stats.steps == len(engine.inflight_history)
     assert stats.requests == len(media)
+    assert 0 < stats.mean_inflight <= stats.peak_inflight <= 8
+    assert 0 < stats.busy_fraction <= 1

@@ -97,7 +97,11 @@ def print_summary(summary: CaptionSummary, shown: Sequence[tuple[str, str, str]]
         ("truncated", str(summary.truncated)),
         ("tokens", f"{summary.prompt_tokens} prompt, {summary.output_tokens} output"),
         ("speed", f"{summary.rows_per_s:.2f} rows/s, {summary.tokens_per_s:.1f} tok/s"),
-        ("engine busy", f"{loop.busy_fraction:.0%} of {loop.wall_s:.1f} s"),
+        (
+            "engine busy",
+            f"{loop.busy_fraction:.0%} of {loop.wall_s:.1f} s, "
+            f"{loop.mean_inflight:.1f} requests inside on average",
+        ),
         ("wall time", f"{summary.seconds:.1f} s"),
     ):
         facts.add_row(name, value)

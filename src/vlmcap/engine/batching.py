@@ -72,13 +72,12 @@ def iter_fixed_batches(
         pass_records = [r for r in records if factory.stage1(r)]
         for _stage in range(2):
             next_pass = []
-            t0 = time.perf_counter()
+            stats.mark(len(pass_records))
             outputs = _generate(llm, pass_records)
+            stats.mark(0)
             if pass_records:
-                stats.busy_s += time.perf_counter() - t0
                 stats.steps += 1
                 stats.requests += len(pass_records)
-                stats.peak_inflight = max(stats.peak_inflight, len(pass_records))
             for record, output in zip(pass_records, outputs, strict=True):
                 if output is not None and apply_output(record, output, factory):
                     next_pass.append(record)

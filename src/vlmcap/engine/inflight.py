@@ -71,7 +71,7 @@ class _InflightLoop:
             record.timings.queued = time.time()
         self.inflight[request_id] = record
         self.stats.requests += 1
-        self.stats.peak_inflight = max(self.stats.peak_inflight, len(self.inflight))
+        self.stats.mark(len(self.inflight))
 
     def next_record(self) -> CaptionRecord | None:
         """The next request to add, stage-2 first; None when nothing is waiting.
@@ -120,7 +120,6 @@ class _InflightLoop:
     def step(self) -> Exception | None:
         """One engine step; on an engine error every in-flight record fails and the error is
         returned for the caller to raise once those records are out."""
-        t0 = time.perf_counter()
         try:
             outputs = self.engine.step()
         except Exception as exc:  # noqa: BLE001 - re-raised by iter_inflight
@@ -130,9 +129,8 @@ class _InflightLoop:
                 record.fail(reason, now)
             self.done.extend(self.inflight.values())
             self.inflight.clear()
+            self.stats.mark(0)
             return exc
-        if self.inflight:
-            self.stats.busy_s += time.perf_counter() - t0
         self.stats.steps += 1
         for output in outputs:
             if not output.finished:
@@ -144,6 +142,7 @@ class _InflightLoop:
                 self.refine.append(owner)
             else:
                 self.done.append(owner)
+        self.stats.mark(len(self.inflight))
         return None
 
     @property
@@ -159,11 +158,13 @@ def iter_inflight(
 ) -> Iterator[CaptionRecord]:
     """Yield one record per item, in completion order."""
     loop = _InflightLoop(items, llm, factory, stats)
+    loop.stats.mark(0)
     while True:
         loop.top_up()
         yield from loop.done
         loop.done.clear()
         if loop.exhausted:
+            loop.stats.mark(0)
             loop.stats.finished = time.perf_counter()
             return
         if not loop.inflight:
