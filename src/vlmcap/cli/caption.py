@@ -45,10 +45,17 @@ _RUN_OPTIONS = {
     "prefetch",
     "limit",
     "dry_run",
+    "server_url",
+    "server_url_file",
+    "served_model",
+    "api_key",
+    "concurrency",
+    "request_timeout",
+    "retries",
 }
 
 
-def caption(
+def caption(  # noqa: PLR0915 - one flat function per command, options first
     paths: list[str] = typer.Argument(
         None, help="Media files, folders (searched recursively) or glob patterns ('d/**/*.mp4')."
     ),
@@ -106,6 +113,17 @@ def caption(
     prefetch: int = typer.Option(16, help="Decoded files waiting for the engine, at most."),
     limit: int = typer.Option(None, help="Only the first N files (in sorted order)."),
     dry_run: bool = typer.Option(False, help="List what would be captioned and stop."),
+    server_url: str = typer.Option(
+        None, help="Caption through this vLLM server (`vlmcap serve`); no model loaded here."
+    ),
+    server_url_file: Path = typer.Option(
+        None, help="Read the server URL from this file (`vlmcap serve --url-file`); waits for it."
+    ),
+    served_model: str = typer.Option("auto", help="Model name on the server; auto: its only one."),
+    api_key: str = typer.Option(None, help="Server API key [$OPENAI_API_KEY]."),
+    concurrency: int = typer.Option(16, help="Server requests in flight."),
+    request_timeout: float = typer.Option(600.0, help="Seconds per server request attempt."),
+    retries: int = typer.Option(8, help="Retries on connection errors, 429 and 5xx (backoff)."),
 ) -> None:
     """Caption images and videos: resumable JSONL records, a caption map, optional parquet.
 
@@ -163,17 +181,32 @@ def caption(
         print_dry_run(files, output_dir, config, run)
         raise typer.Exit(0)
 
-    from vlmcap.pipeline.backend import OfflineBackend
+    from vlmcap.client.backend import ServerBackend, ServerError, open_server
+    from vlmcap.pipeline.backend import CaptionBackend, OfflineBackend
     from vlmcap.pipeline.caption import caption_files, open_store
     from vlmcap.plugins.registry import UnknownModelError, get_plugin
 
     try:
+        server = open_server(  # None without --server-url(-file)
+            config,
+            url=server_url,
+            url_file=server_url_file,
+            served_model=served_model,
+            api_key=api_key,
+            concurrency=concurrency,
+            request_timeout=request_timeout,
+            retries=retries,
+        )
         plugin = get_plugin(config.model, config.model_path)
         store = open_store(output_dir, plugin, config, run)  # lock before the slow engine start
-    except (UnknownModelError, LockedError) as exc:
+    except (UnknownModelError, LockedError, ServerError, ValueError) as exc:
         usage_error(str(exc))
     try:
-        backend = OfflineBackend(plugin.build_llm(config), plugin, config)
+        backend: CaptionBackend = (
+            ServerBackend(server, plugin, config)
+            if server is not None
+            else OfflineBackend(plugin.build_llm(config), plugin, config)
+        )
         with CaptionProgress(len(files)) as progress:
             summary = caption_files(
                 files,
@@ -187,6 +220,8 @@ def caption(
                 on_file_done=progress.file_done,
                 on_plan=progress.plan,
             )
+    except ServerError as exc:
+        usage_error(str(exc))
     finally:
         store.close()
     print_summary(summary, progress.shown)

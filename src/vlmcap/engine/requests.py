@@ -10,7 +10,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -130,15 +130,28 @@ def apply_output(record: CaptionRecord, output: RequestOutput, factory: RequestF
     if completion is None or reason not in _FINISHED_OK:
         record.fail(f"engine ended the {stage} request without text (finish_reason={reason})", now)
         return False
+    return settle_stage(record, lambda: factory.plugin.decode(completion), factory.config.stage2)
+
+
+def settle_stage(
+    record: CaptionRecord, decode: Callable[[], str], stage2: bool, now: float | None = None
+) -> bool:
+    """The end of a stage whose output has text (finish reason ``stop`` or ``length``), shared
+    by the offline loops and the server client: decode it, then fail the record (decoder error,
+    empty text), keep it as the stage-1 caption (stage 2 next: returns True), or finish ``ok``.
+    """
+    now = time.time() if now is None else now
+    stage = record.status
+    reason = record.stage1_finish_reason if stage == Status.STAGE1 else record.finish_reason
     try:
-        text = factory.plugin.decode(completion)
-    except Exception as exc:  # noqa: BLE001
+        text = decode()
+    except Exception as exc:  # noqa: BLE001 - a plugin bug fails this item only
         record.fail(f"cannot decode {stage} output: {describe_error(exc)}", now)
         return False
     if not text:
         record.fail(f"model returned empty text in {stage} (finish_reason={reason})", now)
         return False
-    if stage == Status.STAGE1 and factory.config.stage2:
+    if stage == Status.STAGE1 and stage2:
         record.stage1_caption = text
         return True
     if stage == Status.STAGE1:

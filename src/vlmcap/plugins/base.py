@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import abc
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -125,6 +125,13 @@ class VLMPlugin(abc.ABC):
             raise ValueError(f"{record.key}: stage 2 needs a stage-1 caption and the item")
         text = refine_prompt + record.stage1_caption
         return self.make_request(text, record.item.media, self.processor(), fps=record.item.fps)
+
+    def openai_messages(
+        self, prompt: str, media_parts: Sequence[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """OpenAI chat messages for server mode (``vlmcap.client``): one user turn holding the
+        media's content parts (``image_url`` / ``video_url``) and then ``prompt``."""
+        return [{"role": "user", "content": [*media_parts, {"type": "text", "text": prompt}]}]
 
     def decode(self, output: CompletionOutput) -> str:
         """Caption text from one vLLM completion."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from vlmcap.config import VLMConfig
@@ -53,6 +54,14 @@ class Qwen25VLPlugin(VLMPlugin):
         if config.max_model_len is None:
             overrides["max_model_len"] = 32768
         return overrides
+
+    def openai_messages(
+        self, prompt: str, media_parts: Sequence[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        messages = super().openai_messages(prompt, media_parts)
+        if self.system_prompt is not None:
+            messages.insert(0, {"role": "system", "content": self.system_prompt})
+        return messages
 
     def make_request(
         self, prompt: str, media: Media, processor: Any, *, fps: float | None = None

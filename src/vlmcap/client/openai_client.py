@@ -1,0 +1,424 @@
+"""Async requests to an OpenAI-compatible vLLM server, with vlmcap's retry policy.
+
+``ServerClient`` wraps the official ``openai.AsyncOpenAI`` (its own retries off) and decides,
+per failed attempt, what happens next:
+
+    connection error, timeout, 429, 5xx,  retry after an exponential backoff with jitter
+    a reply with finish_reason "abort"    (``Retry-After`` honoured), up to ``retries`` times
+                                          (vLLM aborts what is in flight when it shuts down)
+    401 / 403                             stop the run: ``ServerAuthError`` (never retried)
+    404                                   stop the run: wrong URL or model (``ServedModelError``)
+    any other 4xx                         this item fails with the server's message (no retry)
+
+When the retries run out, a connection error stops the run (``ServerUnavailableError``: the
+server is gone, so the remaining items are left for a resume), while a timeout, 429 or 5xx fails
+only that item (as do repeated aborts). Bounded concurrency is the caller's job
+(``ServerBackend`` keeps at most ``concurrency`` items in flight).
+
+A server that shuts down or restarts can leave accepted requests hanging (vLLM's HTTP server
+waits for open connections while it stops). ``OutageWatch`` notices when nothing listens on the
+server's port any more (after a connection error, and every few seconds while requests are in
+flight) and gives up the attempts sent before, which are then retried like connection errors.
+A slow answer never counts: only a refused connection does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from vlmcap.client import ServedModelError, ServerAuthError, ServerUnavailableError
+from vlmcap.client.messages import MediaEncoding
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Seconds a connection attempt may take (the request itself has ``request_timeout``).
+CONNECT_TIMEOUT_S = 10.0
+#: Seconds between checks that the server still listens, while requests are in flight.
+WATCH_INTERVAL_S = 5.0
+
+
+def normalize_url(url: str) -> str:
+    """``host:8000``, ``http://host:8000/`` or ``http://host:8000/v1`` -> ``http://host:8000``."""
+    url = url.strip()
+    if not url:
+        raise ValueError("the server URL is empty")
+    if "://" not in url:
+        url = "http://" + url
+    url = url.rstrip("/")
+    return url.removesuffix("/v1")
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Where the server is and how to talk to it."""
+
+    url: str
+    api_key: str | None = None  # None: $OPENAI_API_KEY, else none
+    model: str = "auto"  # served model name; auto: the server's only model
+    concurrency: int = 16  # items in flight
+    request_timeout: float = 600.0  # seconds per attempt
+    retries: int = 8  # further attempts after a retryable failure
+    backoff_s: float = 0.5  # first backoff; doubles per attempt
+    backoff_max_s: float = 20.0
+    watch_interval_s: float = WATCH_INTERVAL_S
+    encoding: MediaEncoding = field(default_factory=MediaEncoding)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "url", normalize_url(self.url))
+        if self.concurrency < 1:
+            raise ValueError(f"--concurrency must be at least 1, got {self.concurrency}")
+        if self.request_timeout <= 0:
+            raise ValueError(f"--request-timeout must be > 0 s, got {self.request_timeout}")
+        if self.retries < 0:
+            raise ValueError(f"--retries must be 0 or more, got {self.retries}")
+        if not self.model.strip():
+            raise ValueError("--served-model is empty; give a model name or 'auto'")
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    @property
+    def resolved_api_key(self) -> str | None:
+        return self.api_key or os.environ.get("OPENAI_API_KEY") or None
+
+    def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before retry ``attempt`` (0-based): half fixed, half random."""
+        ceiling = min(self.backoff_max_s, self.backoff_s * 2**attempt)
+        return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    """The parts of a chat completion a record needs."""
+
+    text: str
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    attempts: int = 1
+
+
+class RequestFailed(Exception):
+    """This request (item) failed for good; ``str(exc)`` is the reason written to its record."""
+
+
+class ServerLost(Exception):
+    """An attempt given up because the server it went to stopped listening meanwhile."""
+
+
+class Aborted(Exception):
+    """The server answered ``finish_reason: abort``: it dropped the request (typically while
+    shutting down), so the request is retried like a 5xx answer."""
+
+
+def refused(host: str, port: int, timeout_s: float = 3.0) -> bool:
+    """True when a TCP connection to ``host:port`` is refused (nothing listens there)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return False
+    except ConnectionRefusedError:
+        return True
+    except OSError:  # a slow or unreachable host proves nothing
+        return False
+
+
+class OutageWatch:
+    """Runs attempts so that those sent to a server that stopped listening are given up."""
+
+    def __init__(self, url: str, interval_s: float = WATCH_INTERVAL_S) -> None:
+        parts = urllib.parse.urlsplit(url)
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.interval_s = interval_s
+        self._lost = asyncio.Event()  # set when the attempts started before are lost
+        self._active = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def run(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``await call()``; raises ``ServerLost`` when the server stops listening meanwhile."""
+        if self._task is None and self.interval_s > 0:
+            self._task = asyncio.create_task(self._watch())
+        attempt = asyncio.ensure_future(call())
+        lost = asyncio.ensure_future(self._lost.wait())
+        self._active += 1
+        try:
+            await asyncio.wait({attempt, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._active -= 1
+            lost.cancel()
+            given_up = not attempt.done()
+            if given_up:
+                attempt.cancel()
+        if given_up:
+            raise ServerLost("the server stopped listening while the request was in flight")
+        return attempt.result()
+
+    async def check(self) -> bool:
+        """True, and every attempt in flight given up, when nothing listens any more."""
+        gone = await asyncio.to_thread(refused, self.host, self.port)
+        if gone:
+            self._lost.set()
+            self._lost = asyncio.Event()
+        return gone
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            if self._active:
+                await self.check()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+def server_message(exc: BaseException) -> str:
+    """The server's own error message from an ``openai`` status error, on one short line."""
+    body = getattr(exc, "body", None)
+    msg: Any = None
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        msg = inner.get("message") if isinstance(inner, dict) else inner
+    text = " ".join(str(msg or getattr(exc, "message", None) or exc).split())
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    response = getattr(exc, "response", None)
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class ServerClient:
+    """One ``AsyncOpenAI`` client with the retry policy above; use it inside one event loop."""
+
+    def __init__(self, settings: ClientConfig, rng: random.Random | None = None) -> None:
+        from openai import AsyncOpenAI, Timeout
+
+        self.settings = settings
+        self._rng = rng or random.Random()
+        self._openai: AsyncOpenAI = AsyncOpenAI(
+            base_url=settings.base_url,
+            api_key=settings.resolved_api_key or "EMPTY",
+            max_retries=0,
+            timeout=Timeout(settings.request_timeout, connect=CONNECT_TIMEOUT_S),
+        )
+        self._down_since: float | None = None  # first connection failure of an outage
+        self._watch = OutageWatch(settings.url, settings.watch_interval_s)
+        self.send_media_io_kwargs = True  # off once the server refuses per-request kwargs
+        self.attempts = 0  # HTTP attempts made (for stats)
+
+    async def close(self) -> None:
+        await self._watch.close()
+        await self._openai.close()
+
+    # ---- the server's models ---------------------------------------------------------------
+
+    async def served_models(self) -> list[str]:
+        """Names of the models the server serves (``GET /v1/models``), with retries."""
+
+        async def call() -> list[str]:
+            page = await self._openai.models.list()
+            return [m.id for m in page.data]
+
+        return await self._retrying("GET /v1/models", call, fatal_timeout=True)
+
+    async def resolve_model(self) -> str:
+        """The served model to use: ``settings.model``, checked, or the only one for auto."""
+        models = await self.served_models()
+        wanted = self.settings.model
+        listing = ", ".join(repr(m) for m in models) or "none"
+        if wanted == "auto":
+            if len(models) == 1:
+                return models[0]
+            raise ServedModelError(
+                f"the server at {self.settings.url} serves {listing}; pick one with "
+                "--served-model NAME"
+            )
+        if wanted not in models:
+            raise ServedModelError(
+                f"the server at {self.settings.url} does not serve {wanted!r} (it serves "
+                f"{listing}); fix --served-model, or use --served-model auto"
+            )
+        return wanted
+
+    # ---- chat completions ------------------------------------------------------------------
+
+    async def chat(
+        self,
+        messages: list[dict[str, Any]],
+        sampling: dict[str, Any],
+        *,
+        model: str,
+        media_io_kwargs: dict[str, dict[str, Any]] | None = None,
+        request_id: str | None = None,
+    ) -> ChatReply:
+        """One chat completion. Raises ``RequestFailed`` (this item) or ``ServerError``."""
+        attempts = 0
+
+        async def call() -> ChatReply:
+            nonlocal attempts
+            attempts += 1
+            extra = dict(sampling.get("extra_body") or {})
+            if media_io_kwargs and self.send_media_io_kwargs:
+                extra["media_io_kwargs"] = media_io_kwargs
+            if request_id is not None:
+                extra["request_id"] = request_id if attempts == 1 else f"{request_id}.{attempts}"
+            params = {k: v for k, v in sampling.items() if k != "extra_body"}
+            response = await self._openai.chat.completions.create(
+                model=model, messages=cast(Any, messages), extra_body=extra, **params
+            )
+            choice = response.choices[0] if response.choices else None
+            usage = response.usage
+            if choice is not None and choice.finish_reason == "abort":
+                raise Aborted("the server aborted the request (was it shutting down?)")
+            return ChatReply(
+                text=(choice.message.content or "") if choice is not None else "",
+                finish_reason=str(choice.finish_reason) if choice is not None else None,
+                prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+                completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+                attempts=attempts,
+            )
+
+        return await self._retrying(f"request {request_id or ''}".strip(), call)
+
+    # ---- the retry policy ------------------------------------------------------------------
+
+    async def _retrying(
+        self, what: str, call: Callable[[], Awaitable[T]], *, fatal_timeout: bool = False
+    ) -> T:
+        import openai
+
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            self.attempts += 1
+            try:
+                result = await self._watch.run(call)
+            except (openai.APIConnectionError, ServerLost) as exc:  # incl. APITimeoutError
+                timeout = isinstance(exc, openai.APITimeoutError)
+                if not timeout:
+                    await self._watch.check()  # gone? then give up what else went to it
+                if attempt >= self.settings.retries:
+                    raise self._gave_up(
+                        what,
+                        exc=exc,
+                        attempt=attempt,
+                        started=started,
+                        timeout=timeout,
+                        fatal_timeout=fatal_timeout,
+                    ) from None
+                if not timeout:
+                    self._note_outage(exc)
+                delay = self.settings.backoff(attempt, self._rng)
+            except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+                raise ServerAuthError(
+                    f"the server at {self.settings.url} refused the API key "
+                    f"({exc.status_code}: {server_message(exc)}); pass the server's key with "
+                    "--api-key or $OPENAI_API_KEY"
+                ) from None
+            except openai.NotFoundError as exc:
+                raise ServedModelError(
+                    f"{what}: the server at {self.settings.url} answered 404 "
+                    f"({server_message(exc)}); check --server-url and --served-model"
+                ) from None
+            except openai.APIStatusError as exc:
+                status = exc.status_code
+                if status == 400 and self._refuses_media_kwargs(exc):
+                    attempt += 1  # not a backoff case: retry at once without them
+                    continue
+                if status != 429 and status < 500:
+                    raise RequestFailed(
+                        f"server refused the request ({status}): {server_message(exc)}"
+                    ) from None
+                if attempt >= self.settings.retries:
+                    raise RequestFailed(
+                        f"server error {status} after {attempt + 1} attempts: {server_message(exc)}"
+                    ) from None
+                delay = max(self.settings.backoff(attempt, self._rng), _retry_after(exc) or 0.0)
+            except Aborted as exc:
+                await self._watch.check()
+                if attempt >= self.settings.retries:
+                    raise RequestFailed(f"{exc} ({attempt + 1} attempts)") from None
+                delay = self.settings.backoff(attempt, self._rng)
+            except openai.OpenAIError as exc:  # e.g. a response that does not parse
+                raise RequestFailed(f"bad answer from the server: {exc}") from None
+            else:
+                if self._down_since is not None:
+                    logger.warning(
+                        "server at %s answers again (after %.0f s)",
+                        self.settings.url,
+                        time.monotonic() - self._down_since,
+                    )
+                    self._down_since = None
+                return result
+            logger.debug("%s: attempt %d failed, retrying in %.2f s", what, attempt + 1, delay)
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    def _note_outage(self, exc: BaseException) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            logger.warning(
+                "cannot reach the server at %s (%s); retrying up to %d times with backoff",
+                self.settings.url,
+                " ".join(str(exc.__cause__ or exc).split()) or type(exc).__name__,
+                self.settings.retries,
+            )
+
+    def _refuses_media_kwargs(self, exc: BaseException) -> bool:
+        if not self.send_media_io_kwargs or "media_io_kwargs" not in server_message(exc):
+            return False
+        self.send_media_io_kwargs = False
+        logger.warning(
+            "the server refuses per-request media options, so videos go with the server's "
+            "default frame rate; start it with `vlmcap serve` (or `--trust-request-mm-kwargs`) "
+            "to send each clip's own rate"
+        )
+        return True
+
+    def _gave_up(
+        self,
+        what: str,
+        *,
+        exc: BaseException,
+        attempt: int,
+        started: float,
+        timeout: bool,
+        fatal_timeout: bool,
+    ) -> Exception:
+        tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
+        spent = time.monotonic() - started
+        if timeout and not fatal_timeout:
+            return RequestFailed(
+                f"no answer within {self.settings.request_timeout:g} s ({tries}); raise "
+                "--request-timeout for long videos or a busy server"
+            )
+        cause = " ".join(str(exc.__cause__ or exc).split()) or type(exc).__name__
+        return ServerUnavailableError(
+            f"cannot reach the vLLM server at {self.settings.url} ({what}: {cause}; {tries} "
+            f"over {spent:.0f} s). Check that it runs (`vlmcap serve ...`, `curl "
+            f"{self.settings.url}/health`) and that --server-url is right; raise --retries to "
+            "wait longer. Rows written so far are kept: rerun the same command to resume."
+        )
