@@ -16,7 +16,7 @@ import json
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, cast
@@ -345,5 +345,57 @@ def make_question(
         "answer": letter,
         "answer_text": answer,
         "category": category,
+        "prompt": "\n".join(lines),
+    }
+
+
+PAIR_OPTIONS = ("the first image", "the second image")
+
+
+def random_pair(
+    rng: random.Random, differ: str | None = None, **scene_kwargs: Any
+) -> tuple[SceneSpec, SceneSpec]:
+    """Two still scenes whose descriptions differ (so "which one shows X" has one answer).
+
+    ``differ`` ("colour", "shape" or "count") makes the second scene the first with only that
+    attribute changed (and its own placement), so telling them apart needs that attribute.
+    """
+    first = random_scene(rng, video=False, **scene_kwargs)
+    if differ is not None:
+        if differ not in ("colour", "shape", "count"):
+            raise ValueError(f"differ must be colour, shape or count, got {differ!r}")
+        pool: Sequence[Any] = {"colour": COLOURS, "shape": SHAPES, "count": (1, 2, 3)}[differ]
+        value = rng.choice([v for v in pool if v != getattr(first, differ)])
+        return first, replace(first, **{differ: value, "seed": rng.randrange(2**31)})
+    while True:
+        second = random_scene(rng, video=False, **scene_kwargs)
+        if second.description() != first.description():
+            return first, second
+
+
+def make_pair_question(
+    first: SceneSpec, second: SceneSpec, rng: random.Random, target: int | None = None
+) -> dict[str, Any]:
+    """A two-option question over two images shown in one prompt: which one shows X?
+
+    X is the full description of one of them (``target``: 0 or 1, random when ``None``), so the
+    images must differ in colour, shape or count. Returns the same keys as ``make_question``
+    (``category`` is ``"pair"``); the answer is ``A`` for the first image, ``B`` for the second.
+    """
+    if first.description() == second.description():
+        raise ValueError(f"both images show {first.description()!r}; the question needs two")
+    index = rng.randrange(2) if target is None else target
+    if index not in (0, 1):
+        raise ValueError(f"target must be 0 or 1, got {target}")
+    shown = (first, second)[index].description()
+    question = f"Which image shows {shown}?"
+    lines = [question, *(f"{k}. {o}" for k, o in zip(LETTERS, PAIR_OPTIONS, strict=False))]
+    lines.append("Answer with the letter of the correct option.")
+    return {
+        "question": question,
+        "options": list(PAIR_OPTIONS),
+        "answer": LETTERS[index],
+        "answer_text": PAIR_OPTIONS[index],
+        "category": "pair",
         "prompt": "\n".join(lines),
     }

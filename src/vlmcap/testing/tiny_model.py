@@ -3,8 +3,11 @@
 The folder it writes is a complete Hugging Face model directory that vLLM and transformers load
 like the real ``Qwen/Qwen2.5-VL-7B-Instruct``: ``config.json``, safetensors weights, a byte-level
 BPE tokenizer with Qwen's special tokens and chat template, and the image/video processor configs.
-About a million parameters; built in a few seconds on a CPU. Tests, the demo and users' own
-pipeline tests run on it.
+About a million parameters; built in a few seconds on a CPU. Tests that need varied text run on
+it.
+
+``TRAINED_SPEC`` is the shape of the model that ``vlmcap.testing.train_tiny`` trains on the
+synthetic scenes; its output folder (``shipped_model_path()``) is where the package keeps it.
 
     python -m vlmcap.testing.tiny_model OUT_DIR
 """
@@ -18,11 +21,15 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from vlmcap import envs
+
+if TYPE_CHECKING:
+    from transformers import GenerationConfig, PreTrainedTokenizerBase, Qwen2_5_VLConfig
 
 logger = logging.getLogger(__name__)
 
@@ -89,12 +96,50 @@ class TinySpec:
     min_pixels: int = 56 * 56
     max_pixels: int = 224 * 224
     max_position_embeddings: int = 4096
+    patch_size: int = 14  # vision patch side in px (Qwen2.5-VL's is 14)
     init_std: float = 0.3  # wide init so greedy decoding is not one repeated token
     seed: int = 0
 
     def digest(self) -> str:
         payload = json.dumps(asdict(self), sort_keys=True) + CHAT_TEMPLATE + "v1"
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+#: The trained model: a 4-layer, 128-wide vision tower (a 2-layer, 64-wide one learns colours but
+#: not shapes), 4 text layers to match an option's word to what the image shows, a vocabulary
+#: where every caption and question word is one token, images of at most 84 x 84 pixels (9
+#: vision tokens: the tower learns shapes about as fast per image as at 112 or 224 pixels, for
+#: a fraction of the compute), and weights initialised at the scale of the width.
+TRAINED_SPEC = TinySpec(
+    text_hidden=128,
+    text_layers=4,
+    text_heads=4,
+    text_kv_heads=2,
+    text_intermediate=384,
+    vision_depth=4,
+    vision_hidden=128,
+    vision_heads=4,
+    vision_intermediate=256,
+    vocab_target=768,
+    min_pixels=56 * 56,
+    max_pixels=84 * 84,
+    max_position_embeddings=4096,
+    init_std=0.08,  # about 1/sqrt(width): at 0.02 the image barely reaches the loss at first
+    seed=0,
+)
+
+#: Where the package keeps the trained model folder.
+SHIPPED_MODEL_DIR = Path(__file__).parent / "assets" / "tiny_vlm"
+
+
+def shipped_model_path() -> Path:
+    """The trained tiny model folder kept in the package (no network, no build)."""
+    if not (SHIPPED_MODEL_DIR / "config.json").is_file():
+        raise FileNotFoundError(
+            f"the trained tiny model is missing from {SHIPPED_MODEL_DIR}; rebuild it with "
+            "`python -m vlmcap.testing.train_tiny` or use ensure_tiny_model() for random weights"
+        )
+    return SHIPPED_MODEL_DIR
 
 
 def _corpus() -> list[str]:
@@ -106,7 +151,30 @@ def _corpus() -> list[str]:
     return lines
 
 
-def build_tokenizer(out_dir: Path, spec: TinySpec) -> None:
+def trained_corpus() -> list[str]:
+    """Sentences for the trained model's tokenizer: the base corpus plus every caption and
+    question form of the synthetic world, so that each of their words is a single token."""
+    import random
+
+    from vlmcap.prompts import STYLES
+    from vlmcap.testing import synthetic
+
+    lines = [*_corpus(), *STYLES.values()]
+    rng = random.Random(0)
+    for colour in COLOURS:
+        for shape in SHAPES:
+            for direction in DIRECTIONS:
+                for count in (1, 2, 3):
+                    spec = synthetic.SceneSpec(colour, shape, direction, count=count)
+                    lines.append(spec.description())
+                    for category in synthetic.CATEGORIES:
+                        lines.append(synthetic.make_question(spec, rng, (category,))["prompt"])
+    first, second = synthetic.SceneSpec("red", "circle"), synthetic.SceneSpec("blue", "star")
+    lines.append(synthetic.make_pair_question(first, second, rng)["prompt"])
+    return lines
+
+
+def build_tokenizer(out_dir: Path, spec: TinySpec, lines: Sequence[str] | None = None) -> None:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -119,7 +187,7 @@ def build_tokenizer(out_dir: Path, spec: TinySpec) -> None:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_corpus() * 4, trainer=trainer)
+    tok.train_from_iterator(list(lines or _corpus()) * 4, trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",
@@ -133,23 +201,10 @@ def build_tokenizer(out_dir: Path, spec: TinySpec) -> None:
     fast.save_pretrained(out_dir)
 
 
-def build_model_folder(out_dir: Path, spec: TinySpec | None = None) -> Path:
-    """Write a complete tiny Qwen2.5-VL model folder into ``out_dir`` (created if missing)."""
-    import torch
-    from transformers import (
-        AutoTokenizer,
-        GenerationConfig,
-        Qwen2_5_VLConfig,
-        Qwen2_5_VLForConditionalGeneration,
-        Qwen2_5_VLProcessor,
-        Qwen2VLImageProcessor,
-        Qwen2VLVideoProcessor,
-    )
+def build_config(tokenizer: PreTrainedTokenizerBase, spec: TinySpec) -> Qwen2_5_VLConfig:
+    """The ``Qwen2_5_VLConfig`` of a tiny model whose special-token ids are ``tokenizer``'s."""
+    from transformers import Qwen2_5_VLConfig
 
-    spec = spec or TinySpec()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    build_tokenizer(out_dir, spec)
-    tokenizer = AutoTokenizer.from_pretrained(out_dir)
     ids: dict[str, int] = {t: cast(int, tokenizer.convert_tokens_to_ids(t)) for t in SPECIAL_TOKENS}
     vocab = len(tokenizer)
     head_dim = spec.text_hidden // spec.text_heads
@@ -185,7 +240,7 @@ def build_model_folder(out_dir: Path, spec: TinySpec | None = None) -> Path:
             "intermediate_size": spec.vision_intermediate,
             "num_heads": spec.vision_heads,
             "out_hidden_size": spec.text_hidden,
-            "patch_size": 14,
+            "patch_size": spec.patch_size,
             "spatial_merge_size": 2,
             "temporal_patch_size": 2,
             "window_size": 112,
@@ -201,20 +256,43 @@ def build_model_folder(out_dir: Path, spec: TinySpec | None = None) -> Path:
         **token_ids,
     )
     config.architectures = ["Qwen2_5_VLForConditionalGeneration"]
-    torch.manual_seed(spec.seed)
-    model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    with torch.no_grad():  # wide embeddings and head: varied greedy text from random weights
-        model.get_input_embeddings().weight.normal_(0.0, 1.0)
-        model.lm_head.weight.normal_(0.0, spec.init_std)
-    model.to(torch.bfloat16).save_pretrained(out_dir, safe_serialization=True)
-    GenerationConfig(
-        eos_token_id=token_ids["eos_token_id"],
-        pad_token_id=token_ids["pad_token_id"],
-        bos_token_id=token_ids["bos_token_id"],
-    ).save_pretrained(out_dir)
+    return config
 
-    image_processor = Qwen2VLImageProcessor(min_pixels=spec.min_pixels, max_pixels=spec.max_pixels)
-    video_processor = Qwen2VLVideoProcessor(min_pixels=spec.min_pixels, max_pixels=spec.max_pixels)
+
+def generation_config(config: Qwen2_5_VLConfig) -> GenerationConfig:
+    """What ``generation_config.json`` holds: the end, padding and start token ids."""
+    from transformers import GenerationConfig
+
+    text: Any = config.text_config
+    return GenerationConfig(
+        eos_token_id=text.eos_token_id,
+        pad_token_id=text.pad_token_id,
+        bos_token_id=text.bos_token_id,
+    )
+
+
+def write_assets(
+    out_dir: Path, spec: TinySpec, lines: Sequence[str] | None = None
+) -> Qwen2_5_VLConfig:
+    """Everything of a model folder but the weights: tokenizer and processor configs. Returns
+    the model config; the model's ``save_pretrained`` writes it (set its ``generation_config``
+    to ``generation_config(config)`` first)."""
+    from transformers import (
+        AutoTokenizer,
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    build_tokenizer(out_dir, spec, lines)
+    tokenizer = AutoTokenizer.from_pretrained(out_dir)
+    config = build_config(tokenizer, spec)
+    pixels = {"min_pixels": spec.min_pixels, "max_pixels": spec.max_pixels}
+    image_processor = Qwen2VLImageProcessor(patch_size=spec.patch_size, **pixels)
+    video_processor = Qwen2VLVideoProcessor(
+        patch_size=spec.patch_size, cap_pixels_per_frame=False, **pixels
+    )
     processor = Qwen2_5_VLProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
@@ -222,6 +300,23 @@ def build_model_folder(out_dir: Path, spec: TinySpec | None = None) -> Path:
         chat_template=CHAT_TEMPLATE,
     )
     processor.save_pretrained(out_dir)
+    return config
+
+
+def build_model_folder(out_dir: Path, spec: TinySpec | None = None) -> Path:
+    """Write a complete tiny Qwen2.5-VL model folder into ``out_dir`` (created if missing)."""
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    spec = spec or TinySpec()
+    config = write_assets(out_dir, spec)
+    torch.manual_seed(spec.seed)
+    model = Qwen2_5_VLForConditionalGeneration(config).eval()
+    with torch.no_grad():  # wide embeddings and head: varied greedy text from random weights
+        model.get_input_embeddings().weight.normal_(0.0, 1.0)
+        model.lm_head.weight.normal_(0.0, spec.init_std)
+    model.generation_config = generation_config(config)
+    model.to(torch.bfloat16).save_pretrained(out_dir, safe_serialization=True)
     (out_dir / "vlmcap_tiny.json").write_text(json.dumps({"spec": asdict(spec)}, indent=2))
     return out_dir
 
