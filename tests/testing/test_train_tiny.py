@@ -160,3 +160,19 @@ def test_colour_blind_init_gives_every_colour_the_same_shape_features(encoder, t
     for other in features[1:]:
         cosine = torch.nn.functional.cosine_similarity(features[0], other, dim=0)
         assert abs(float(cosine)) > 0.999
+
+
+def test_kmeans_filters_are_unit_norm_shape_parts_and_seeded(encoder):
+    from vlmcap.testing.train_tiny import patch_kmeans_filters, shape_colour_direction
+
+    direction = shape_colour_direction(encoder.processor)
+    args = {"n": 12, "shape_sizes": (40, 64), "scenes": 40, "iterations": 5}
+    filters = patch_kmeans_filters(encoder.processor, direction, seed=1, **args)
+    patch = encoder.processor.image_processor.patch_size
+    assert filters.shape == (12, patch, patch)
+    flat = filters.reshape(12, -1)
+    assert np.allclose(np.linalg.norm(flat, axis=1), 1.0, atol=1e-5)
+    assert np.allclose(flat.sum(axis=1), 0.0, atol=1e-4)  # contrast only: no flat patches
+    assert len({tuple(np.round(f, 4)) for f in flat}) == 12  # distinct centroids
+    again = patch_kmeans_filters(encoder.processor, direction, seed=1, **args)
+    assert np.array_equal(filters, again)
