@@ -113,9 +113,9 @@ def bench_config(args: argparse.Namespace) -> Any:
 
 def start_server(plugin: Any, config: Any, log: Path) -> tuple[Any, Any, list[str]]:
     """(ServerProcess, ServeOptions, command) of a healthy server on a free loopback port."""
-    from vlmcap.client.server import (
+    from vlmcap.client.server import ServerProcess
+    from vlmcap.client.server_command import (
         ServeOptions,
-        ServerProcess,
         server_command,
         server_env,
         vllm_parser,

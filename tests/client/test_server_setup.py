@@ -14,11 +14,11 @@ import pytest
 
 from tests.client.conftest import free_port
 from vlmcap.client import ServerUnavailableError
-from vlmcap.client.server import (
+from vlmcap.client.server import port_problem
+from vlmcap.client.server_command import (
     ServeOptions,
     engine_flags,
     offline_max_num_seqs,
-    port_problem,
     server_command,
     vllm_parser,
 )

@@ -16,16 +16,10 @@ from vlmcap.media.video import sample_video
 from vlmcap.plugins.qwen2_5_vl import chat_messages
 from vlmcap.testing.synthetic import SceneSpec, write_video
 from vlmcap.testing.tiny_model import TRAINED_SPEC, trained_corpus, write_assets
-from vlmcap.testing.train_tiny import (
-    IGNORE,
-    Encoder,
-    TaskSampler,
-    TrainConfig,
-    collate,
-    forward,
-    sampled_clip,
-    train,
-)
+from vlmcap.testing.tiny_training.config import IGNORE, TrainConfig
+from vlmcap.testing.tiny_training.encoding import Encoder, collate, forward
+from vlmcap.testing.tiny_training.loop import train
+from vlmcap.testing.tiny_training.tasks import TaskSampler, sampled_clip
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +138,10 @@ def test_colour_blind_init_gives_every_colour_the_same_shape_features(encoder, t
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     from vlmcap.testing.synthetic import PLAIN_RGB, render_image
-    from vlmcap.testing.train_tiny import init_patch_embedding, shape_colour_direction
+    from vlmcap.testing.tiny_training.patch_init import (
+        init_patch_embedding,
+        shape_colour_direction,
+    )
 
     config = write_assets(tmp_path / "m", TRAINED_SPEC, trained_corpus())
     model = Qwen2_5_VLForConditionalGeneration(config)
@@ -163,7 +160,10 @@ def test_colour_blind_init_gives_every_colour_the_same_shape_features(encoder, t
 
 
 def test_kmeans_filters_are_unit_norm_shape_parts_and_seeded(encoder):
-    from vlmcap.testing.train_tiny import patch_kmeans_filters, shape_colour_direction
+    from vlmcap.testing.tiny_training.patch_init import (
+        patch_kmeans_filters,
+        shape_colour_direction,
+    )
 
     direction = shape_colour_direction(encoder.processor)
     args = {"n": 12, "shape_sizes": (40, 64), "scenes": 40, "iterations": 5}

@@ -1,8 +1,8 @@
 """``vlmcap serve --model VARIANT``: one vLLM OpenAI-compatible server for many caption clients.
 
-Builds the server's arguments from the plugin and config (``vlmcap.client.server``), starts it
-as a child process, waits for ``/health``, prints the URL and model name and writes the URL
-file, then stays in the foreground until SIGINT/SIGTERM, which it passes on before it removes
+Builds the server's arguments from the plugin and config (``vlmcap.client.server_command``),
+starts it as a child process, waits for ``/health``, prints the URL and model name and writes the
+URL file, then stays in the foreground until SIGINT/SIGTERM, which it passes on before it removes
 the URL file. Exit status: 0 after a requested shutdown, 1 when the server failed to start or
 died, 2 bad usage (a taken port, an unknown model...).
 """
@@ -26,7 +26,8 @@ from rich.markup import escape
 from vlmcap.cli.errors import usage_error
 
 if TYPE_CHECKING:
-    from vlmcap.client.server import ServeOptions, ServerProcess
+    from vlmcap.client.server import ServerProcess
+    from vlmcap.client.server_command import ServeOptions
 
 logger = logging.getLogger(__name__)
 err = Console(stderr=True)
@@ -87,11 +88,10 @@ def serve(
     Example: vlmcap serve --model qwen2.5-vl --url-file run/server.url -- --max-num-seqs 64
     """
     from vlmcap.cli.options import build_config
-    from vlmcap.client.server import (
+    from vlmcap.client.server import ServerProcess, port_problem
+    from vlmcap.client.server_command import (
         ServeOptions,
-        ServerProcess,
         ServerStartError,
-        port_problem,
         server_command,
         server_env,
         vllm_parser,
@@ -138,7 +138,7 @@ def serve(
 
 def _run(server: ServerProcess, opts: ServeOptions, model: str) -> int:
     """Start ``server``, announce it, wait for a signal or its death; the exit status."""
-    from vlmcap.client.server import ServerStartError
+    from vlmcap.client.server_command import ServerStartError
     from vlmcap.client.url_file import remove_url_file, write_url_file
 
     stopper = _Stopper()

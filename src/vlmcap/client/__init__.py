@@ -5,10 +5,12 @@
 
 Modules:
 
-    server         the ``vllm`` server command built from a plugin + config, start/health/stop
+    server_command the ``vllm`` server command built from a plugin + config, ServeOptions
+    server         the server as a child process: start, health, signals, stop
     url_file       how clients find the server (written once healthy, removed on shutdown)
     messages       caption media -> OpenAI chat content (data URLs)
     openai_client  async requests: bounded concurrency, timeouts, retries with backoff
+    outage         giving up requests in flight to a server that stopped listening
     backend        ``ServerBackend``: the pipeline's backend over a server, same records
 
 The error classes live here so that callers can catch them without importing ``openai``.

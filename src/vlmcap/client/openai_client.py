@@ -15,29 +15,24 @@ server is gone, so the remaining items are left for a resume), while a timeout, 
 only that item (as do repeated aborts). Bounded concurrency is the caller's job
 (``ServerBackend`` keeps at most ``concurrency`` items in flight).
 
-A server that shuts down or restarts can leave accepted requests hanging (vLLM's HTTP server
-waits for open connections while it stops). ``OutageWatch`` notices when nothing listens on the
-server's port any more (after a connection error, and every few seconds while requests are in
-flight) and gives up the attempts sent before, which are then retried like connection errors.
-A slow answer never counts: only a refused connection does.
+Every attempt runs under an ``OutageWatch`` (``vlmcap.client.outage``): attempts in flight to a
+server that stopped listening are given up and retried like connection errors.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
-import socket
 import time
-import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from vlmcap.client import ServedModelError, ServerAuthError, ServerUnavailableError
 from vlmcap.client.messages import MediaEncoding
+from vlmcap.client.outage import WATCH_INTERVAL_S, OutageWatch, ServerLost
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -48,8 +43,6 @@ T = TypeVar("T")
 
 #: Seconds a connection attempt may take (the request itself has ``request_timeout``).
 CONNECT_TIMEOUT_S = 10.0
-#: Seconds between checks that the server still listens, while requests are in flight.
-WATCH_INTERVAL_S = 5.0
 
 
 def normalize_url(url: str) -> str:
@@ -118,76 +111,9 @@ class RequestFailed(Exception):
     """This request (item) failed for good; ``str(exc)`` is the reason written to its record."""
 
 
-class ServerLost(Exception):
-    """An attempt given up because the server it went to stopped listening meanwhile."""
-
-
 class Aborted(Exception):
     """The server answered ``finish_reason: abort``: it dropped the request (typically while
     shutting down), so the request is retried like a 5xx answer."""
-
-
-def refused(host: str, port: int, timeout_s: float = 3.0) -> bool:
-    """True when a TCP connection to ``host:port`` is refused (nothing listens there)."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout_s):
-            return False
-    except ConnectionRefusedError:
-        return True
-    except OSError:  # a slow or unreachable host proves nothing
-        return False
-
-
-class OutageWatch:
-    """Runs attempts so that those sent to a server that stopped listening are given up."""
-
-    def __init__(self, url: str, interval_s: float = WATCH_INTERVAL_S) -> None:
-        parts = urllib.parse.urlsplit(url)
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        self.interval_s = interval_s
-        self._lost = asyncio.Event()  # set when the attempts started before are lost
-        self._active = 0
-        self._task: asyncio.Task[None] | None = None
-
-    async def run(self, call: Callable[[], Awaitable[T]]) -> T:
-        """``await call()``; raises ``ServerLost`` when the server stops listening meanwhile."""
-        if self._task is None and self.interval_s > 0:
-            self._task = asyncio.create_task(self._watch())
-        attempt = asyncio.ensure_future(call())
-        lost = asyncio.ensure_future(self._lost.wait())
-        self._active += 1
-        try:
-            await asyncio.wait({attempt, lost}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            self._active -= 1
-            lost.cancel()
-            given_up = not attempt.done()
-            if given_up:
-                attempt.cancel()
-        if given_up:
-            raise ServerLost("the server stopped listening while the request was in flight")
-        return attempt.result()
-
-    async def check(self) -> bool:
-        """True, and every attempt in flight given up, when nothing listens any more."""
-        gone = await asyncio.to_thread(refused, self.host, self.port)
-        if gone:
-            self._lost.set()
-            self._lost = asyncio.Event()
-        return gone
-
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            if self._active:
-                await self.check()
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
 
 def server_message(exc: BaseException) -> str:

@@ -285,7 +285,7 @@ def evaluate(eval_set: EvalSet, llm: LLM, plugin: VLMPlugin, config: VLMConfig) 
 def same_prompt_tokens(records: Sequence[Any], plugin: VLMPlugin) -> dict[str, int]:
     """How many records' prompt lengths in vLLM equal what the training code builds for the
     same item (plugin request + processor, as ``train_tiny`` encodes its examples)."""
-    from vlmcap.testing.train_tiny import processor_inputs
+    from vlmcap.testing.tiny_training.encoding import processor_inputs
 
     processor = plugin.processor()
     same = 0
