@@ -130,7 +130,8 @@ def apply_output(record: CaptionRecord, output: RequestOutput, factory: RequestF
     if completion is None or reason not in _FINISHED_OK:
         record.fail(f"engine ended the {stage} request without text (finish_reason={reason})", now)
         return False
-    return settle_stage(record, lambda: factory.plugin.decode(completion), factory.config.stage2)
+    decode = factory.plugin.decode
+    return settle_stage(record, lambda: decode(completion), factory.config.stage2, now)
 
 
 def settle_stage(
