@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--quick", action="store_true", help="a small smoke run")
     # random weights: every caption runs to the token limit
-    p.add_argument("--model", default="tiny-qwen2.5-vl")
+    p.add_argument("--model", default="tiny-random-qwen2.5-vl")
     p.add_argument("--model-path", default=None, help="weights [the plugin's]")
     p.add_argument("--max-output-tokens", type=int, default=32)
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))

@@ -1,7 +1,7 @@
 """How well does vlmcap's engine loop keep vLLM busy? Five contenders, one process, same work.
 
     python bench/engine_loop.py [--quick] [--requests N] [--repeats R]
-                                [--model tiny-qwen2.5-vl] [--model-path P] [--out PATH]
+                                [--model tiny-random-qwen2.5-vl] [--model-path P] [--out PATH]
                                 [--engine-arg KEY=VALUE ...] [--image-sides 448,672,896]
                                 [--video-frames 8] [--video-side 448] [--max-tokens 8-48]
                                 [--warmup each|first] [--deadline EPOCH_S] [--stage2-last]
@@ -445,7 +445,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="24 requests, 1 repeat, cap 16 only")
     p.add_argument("--requests", type=int, default=None, help="default 96 (24 with --quick)")
     p.add_argument("--repeats", type=int, default=None, help="default 3 (1 with --quick)")
-    p.add_argument("--model", default="tiny-qwen2.5-vl")
+    p.add_argument("--model", default="tiny-random-qwen2.5-vl")
     p.add_argument("--model-path", default=None)
     p.add_argument("--seed", type=int, default=0, help="workload seed")
     p.add_argument("--out", default=None, help="default bench/results/engine_loop.json")

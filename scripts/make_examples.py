@@ -24,8 +24,8 @@ IMAGES = (
     (SceneSpec("yellow", "star", background="noise", size=64, seed=3), "jpg"),
 )
 VIDEOS = (
-    SceneSpec("blue", "square", direction="right", size=32, seed=4),
-    SceneSpec("orange", "cross", direction="up", background="noise", size=36, seed=5),
+    SceneSpec("blue", "square", direction="right", size=48, seed=4),
+    SceneSpec("orange", "cross", direction="up", background="noise", size=44, seed=5),
 )
 
 

@@ -11,7 +11,9 @@ from vlmcap.plugins.qwen2_5_vl import Qwen25VLPlugin
 
 def test_builtin_variants_are_listed():
     names = registry.available()
-    assert {"qwen2.5-vl", "cosmos-reason1", "tiny-qwen2.5-vl"} <= set(names)
+    assert {"qwen2.5-vl", "cosmos-reason1", "tiny-qwen2.5-vl", "tiny-random-qwen2.5-vl"} <= set(
+        names
+    )
     assert registry.get_plugin_class("qwen2.5-vl").model_id == "Qwen/Qwen2.5-VL-7B-Instruct"
     assert registry.get_plugin_class("cosmos-reason1").model_id == "nvidia/Cosmos-Reason1-7B"
 

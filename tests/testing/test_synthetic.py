@@ -12,15 +12,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vlmcap.testing.questions import LETTERS, make_question
 from vlmcap.testing.synthetic import (
     CODECS,
-    LETTERS,
     NOISE_RANGE,
     PLAIN_RGB,
     RGB,
     SceneSpec,
     make_dataset,
-    make_question,
     random_scene,
     render_image,
     render_video_frames,

@@ -14,11 +14,13 @@ from safetensors import safe_open
 
 from vlmcap.media.video import sample_video
 from vlmcap.plugins.qwen2_5_vl import chat_messages
+from vlmcap.testing.questions import ANSWER_INSTRUCTION
 from vlmcap.testing.synthetic import SceneSpec, write_video
 from vlmcap.testing.tiny_model import TRAINED_SPEC, trained_corpus, write_assets
 from vlmcap.testing.tiny_training.config import IGNORE, TrainConfig
 from vlmcap.testing.tiny_training.encoding import Encoder, collate, forward
 from vlmcap.testing.tiny_training.loop import train
+from vlmcap.testing.tiny_training.probe import attribute_probe, scene_labels
 from vlmcap.testing.tiny_training.tasks import TaskSampler, sampled_clip
 
 
@@ -42,7 +44,8 @@ def test_examples_are_vlmcap_requests_with_loss_on_the_answer_only(encoder, tmp_
     sampler = TaskSampler(encoder.plugin, TrainConfig(questions=1), seed=3, work=tmp_path)
     for kind in ("image", "video", "pair"):
         tasks = sampler.scene(kind)
-        assert len(tasks) == 2 and len({t.media_id for t in tasks}) == 1
+        assert len(tasks) == (3 if kind == "pair" else 2)
+        assert len({t.media_id for t in tasks}) == 1
         for task in tasks:
             request = encoder.request(task)
             messages = chat_messages(task.prompt, task.media)
@@ -65,9 +68,13 @@ def test_examples_are_vlmcap_requests_with_loss_on_the_answer_only(encoder, tmp_
                 assert len(example.image_grid_thw) == (2 if kind == "pair" else 1)
         if kind != "pair":
             assert tasks[0].category == "caption" and tasks[0].target == tasks[0].description
-            assert tasks[1].prompt.endswith("Answer with the letter of the correct option.")
-        else:
-            assert sorted(t.target for t in tasks) == ["A", "B"]
+            assert tasks[1].prompt.endswith(ANSWER_INSTRUCTION)
+        else:  # which image shows X, then one question about each picture
+            assert [t.category for t in tasks] == ["pair", "picture", "picture"]
+            assert tasks[0].target in ("the first image", "the second image")
+            assert "picture 1?" in tasks[1].prompt and "picture 2?" in tasks[2].prompt
+            assert request["prompt"].count("Picture ") == 2  # the template labels the images
+            assert tasks[0].scenes[0].description() == tasks[0].description
     image_prompts = {sampler.scene("image")[0].prompt for _ in range(20)}
     assert image_prompts == {
         "Describe this image in detail.",
@@ -98,15 +105,24 @@ def test_shared_vision_features_give_the_plain_forward(encoder, tmp_path):
     plain = collate(examples, encoder.pad_id, share=False)
     assert int(shared["attention_mask"].sum()) == sum(len(e.input_ids) for e in examples)
     assert len(shared["shared_image_grid_thw"]) == 3  # two pair images + one image, once each
-    assert len(shared["image_grid_thw"]) == 6  # every occurrence keeps its grid
+    assert len(shared["image_grid_thw"]) == 9  # every occurrence keeps its grid (3 + 3 x 2)
+    first, second = tasks[0].scenes
+    image_labels = shared["shared_image_grid_thw_labels"].tolist()
+    assert image_labels[:2] == [list(scene_labels(first)), list(scene_labels(second))]
     torch.manual_seed(0)
     config = write_assets(tmp_path / "m", TRAINED_SPEC, trained_corpus())
     model = Qwen2_5_VLForConditionalGeneration(config).eval()
+    probe = attribute_probe(TRAINED_SPEC.text_hidden)
     with torch.no_grad():
-        loss_shared, right_shared = forward(model, shared)
-        loss_plain, right_plain = forward(model, plain)
+        loss_shared, right_shared, probe_right = forward(model, shared)
+        loss_plain, right_plain, _ = forward(model, plain)
+        with_probe = forward(model, shared, probe=probe, probe_weight=1.0)
     assert float(loss_shared) == pytest.approx(float(loss_plain), rel=1e-5)
     assert torch.equal(right_shared, right_plain)
+    assert probe_right is None  # no probe given
+    assert with_probe.probe_right is not None
+    assert tuple(with_probe.probe_right.shape) == (4, 4)  # 3 images + 1 clip, 4 attributes
+    assert float(with_probe.loss) > float(loss_shared)  # the probe's loss is added
 
 
 def _weights(folder: Path) -> dict[str, np.ndarray]:

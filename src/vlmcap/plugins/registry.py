@@ -29,6 +29,7 @@ _BUILTIN: dict[str, str] = {
     "qwen2.5-vl": "vlmcap.plugins.qwen2_5_vl:Qwen25VLPlugin",
     "cosmos-reason1": "vlmcap.plugins.cosmos_reason1:CosmosReason1Plugin",
     "tiny-qwen2.5-vl": "vlmcap.plugins.tiny:TinyQwen25VLPlugin",
+    "tiny-random-qwen2.5-vl": "vlmcap.plugins.tiny:TinyRandomQwen25VLPlugin",
 }
 _REGISTERED: dict[str, type[VLMPlugin]] = {}
 

@@ -1,4 +1,11 @@
-"""The built-in tiny model: Qwen2.5-VL architecture, built locally, for demos and tests."""
+"""The built-in tiny models: Qwen2.5-VL architecture, small enough for any CPU.
+
+``tiny-qwen2.5-vl`` is the trained model shipped in the package (about 2 M parameters, trained on
+``vlmcap.testing.synthetic`` scenes): it names the colour, shape, count and motion of coloured
+shapes, so demos print right captions and tests can check meaning. ``tiny-random-qwen2.5-vl`` is
+a random-weight build of about 1 M parameters made on first use, whose varied text suits tests
+of the plumbing (long outputs, truncation, throughput).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,28 @@ from vlmcap.plugins.qwen2_5_vl import Qwen25VLPlugin
 class TinyQwen25VLPlugin(Qwen25VLPlugin):
     variant = "tiny-qwen2.5-vl"
     model_id = "vlmcap/tiny-qwen2.5-vl"
-    description = "Built-in ~1M-parameter Qwen2.5-VL (random weights), built on first use."
+    description = "Built-in ~2M-parameter Qwen2.5-VL trained on synthetic shapes (shipped)."
+
+    @property
+    def model_path(self) -> str:
+        if self._model_path is not None:
+            return self._model_path
+        from vlmcap.testing.tiny_model import shipped_model_path
+
+        self._model_path = str(shipped_model_path())
+        return self._model_path
+
+    def engine_overrides(self, config: VLMConfig) -> dict[str, Any]:
+        overrides = super().engine_overrides(config)
+        if config.max_model_len is None:
+            overrides["max_model_len"] = 4096
+        return overrides
+
+
+class TinyRandomQwen25VLPlugin(TinyQwen25VLPlugin):
+    variant = "tiny-random-qwen2.5-vl"
+    model_id = "vlmcap/tiny-random-qwen2.5-vl"
+    description = "Built-in ~1M-parameter Qwen2.5-VL with random weights, built on first use."
 
     @property
     def model_path(self) -> str:
@@ -21,9 +49,3 @@ class TinyQwen25VLPlugin(Qwen25VLPlugin):
 
         self._model_path = str(ensure_tiny_model())
         return self._model_path
-
-    def engine_overrides(self, config: VLMConfig) -> dict[str, Any]:
-        overrides = super().engine_overrides(config)
-        if config.max_model_len is None:
-            overrides["max_model_len"] = 4096
-        return overrides

@@ -5,8 +5,10 @@
 The held-out set is written to disk with ``make_dataset`` (PNG images, mp4 clips) under a seed
 that training never uses, and read back with vlmcap's own loader (``load_file``: clips sampled
 at 2 fps), so the requests are the ones ``vlmcap caption`` would send. Each file is captioned
-with the plugin's default prompt and asked one multiple-choice question; pairs of images get
-"which image shows X?" questions. Everything goes through ``load_engine`` + ``caption_items``.
+with the plugin's default prompt and asked one multiple-choice question; each pair of images
+is asked "which image shows X?" and one question about picture 1 or 2. Answers are read with
+``vlmcap.qa.choices.extract_choice`` (a letter or an option's text). Everything goes through
+``load_engine`` + ``caption_items``.
 
 The helpers ``shuffled_media`` and ``swapped_pairs`` break the pipeline on purpose (media moved
 to the wrong item, the two images of a pair swapped): tests use them to show that the scores
@@ -33,16 +35,16 @@ from typing import TYPE_CHECKING, Any
 from vlmcap.media.images import load_image
 from vlmcap.media.inputs import MediaFile
 from vlmcap.pipeline.units import MediaOptions, load_file
+from vlmcap.qa.choices import extract_choice
 from vlmcap.records import CaptionItem
-from vlmcap.testing.synthetic import (
+from vlmcap.testing.questions import (
     CATEGORIES,
-    SceneSpec,
-    make_dataset,
     make_pair_question,
+    make_picture_question,
     make_question,
     random_pair,
-    write_image,
 )
+from vlmcap.testing.synthetic import SceneSpec, make_dataset, write_image
 from vlmcap.testing.tiny_model import COLOURS, SHAPES
 
 if TYPE_CHECKING:
@@ -55,17 +57,17 @@ logger = logging.getLogger(__name__)
 
 #: Seed of the held-out set: training draws from 0 (and 1_000_003 for its own checks).
 EVAL_SEED = 20_261_123
-_LETTER = re.compile(r"\b([A-D])\b")
 _WORD = re.compile(r"[a-z]+")
 
 
 @dataclass(frozen=True)
 class Question:
-    """A multiple-choice item: the request and its right letter."""
+    """A multiple-choice item: the request, its right letter and its options (A, B, ...)."""
 
     item: CaptionItem
     answer: str
     category: str
+    options: tuple[str, ...]
 
 
 @dataclass
@@ -111,23 +113,31 @@ def build_eval_set(
         categories = CATEGORIES if row["kind"] == "video" else CATEGORIES[:3]
         q = make_question(spec, rng, categories)
         qa_item = replace(item, key=f"{item.key}#qa", prompt=q["prompt"], max_tokens=4)
-        out.questions.append(Question(qa_item, q["answer"], q["category"]))
+        out.questions.append(_question(qa_item, q))
     for i in range(n_pairs):
         first, second = random_pair(rng)
         paths = [
             write_image(root / f"pairs/pair_{i:04d}_{j}.png", s)
             for j, s in enumerate((first, second))
         ]
-        q = make_pair_question(first, second, rng)
-        item = CaptionItem(
-            key=f"pairs/pair_{i:04d}#qa",
-            media=[load_image(p) for p in paths],
-            prompt=q["prompt"],
-            max_tokens=4,
-            meta={"kind": "pair"},
-        )
-        out.questions.append(Question(item, q["answer"], "pair"))
+        images = [load_image(p) for p in paths]
+        for name, q in (
+            ("which", make_pair_question(first, second, rng)),
+            ("picture", make_picture_question(first, second, rng)),
+        ):
+            item = CaptionItem(
+                key=f"pairs/pair_{i:04d}#{name}",
+                media=images,
+                prompt=q["prompt"],
+                max_tokens=4,
+                meta={"kind": "pair"},
+            )
+            out.questions.append(_question(item, q))
     return out
+
+
+def _question(item: CaptionItem, q: dict[str, Any]) -> Question:
+    return Question(item, q["answer"], q["category"], tuple(q["options"]))
 
 
 # ---- deliberately broken pipelines ------------------------------------------------------------
@@ -167,14 +177,6 @@ def _kind(item: CaptionItem) -> str:
 
 
 # ---- scoring ----------------------------------------------------------------------------------
-
-
-def answer_letter(text: str | None) -> str | None:
-    """The first standalone option letter (A-D) in a model's answer."""
-    if not text:
-        return None
-    match = _LETTER.search(text)
-    return match.group(1) if match else None
 
 
 def caption_checks(caption: str | None, spec: SceneSpec) -> dict[str, bool]:
@@ -217,16 +219,19 @@ def caption_scores(records: Sequence[Any], truths: dict[str, SceneSpec]) -> dict
 
 
 def qa_scores(records: Sequence[Any], questions: Sequence[Question]) -> dict[str, Any]:
-    """Overall and per-category accuracy of the answer letters."""
+    """Overall and per-category accuracy of the options the answers pick."""
     by_key = {r.key: r for r in records}
     per: dict[str, list[bool]] = defaultdict(list)
     for q in questions:
-        ok = answer_letter(by_key[q.item.key].caption) == q.answer
+        ok = extract_choice(by_key[q.item.key].caption, q.options) == q.answer
         per[q.category].append(ok)
         per["all"].append(ok)
+    four = [ok for q, ok in zip(questions, per["all"], strict=True) if len(q.options) == 4]
     return {
         "accuracy": _share(per.pop("all", [])),
         "n": len(questions),
+        "accuracy_four_options": _share(four),  # chance 25 %: all but "which image shows X"
+        "n_four_options": len(four),
         "per_category": {k: {"accuracy": _share(v), "n": len(v)} for k, v in sorted(per.items())},
     }
 
@@ -374,14 +379,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         "engine": {"vllm": vllm.__version__, "load_seconds": round(load_s, 1)},
         **result,
         "broken_pipelines": {
-            name: {"accuracy": r["accuracy"], "per_category": r["per_category"]}
+            name: {k: r[k] for k in ("accuracy", "accuracy_four_options", "per_category")}
             for name, r in broken.items()
         },
         **_folder_facts(model_path),
     }
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({"caption": report["caption"], "qa": report["qa"]["accuracy"]}, indent=2))
+    qa = {k: report["qa"][k] for k in ("accuracy", "accuracy_four_options")}
+    print(json.dumps({"caption": report["caption"], "qa": qa}, indent=2))
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 With real footage a wrong caption cannot be told apart from a pipeline bug (a dropped frame, a
 swapped key, a resized image). Here every file comes with the sentence that is true of it
 ("two blue squares moving left") and with multiple-choice questions whose answers are known, so
-users can test their own pipelines end to end, and a tiny model can be trained to see. The same
-spec and seed always give the same pixels and the same file bytes.
+users can test their own pipelines end to end, and a tiny model can be trained to see
+(``vlmcap.testing.questions`` asks the questions). The same spec and seed always give the same
+pixels and the same file bytes.
 
     from vlmcap.testing.synthetic import make_dataset
     rows = make_dataset(Path("shapes"), n_images=20, n_videos=10, seed=0)
@@ -16,7 +17,7 @@ import json
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, cast
@@ -44,15 +45,13 @@ RGB: dict[str, RGBTuple] = {
 BACKGROUNDS = ("plain", "noise")
 PLAIN_RGB = (128, 128, 128)
 NOISE_RANGE = (96, 160)  # grey levels of the noise background (4x4 px blocks)
-CATEGORIES = ("colour", "shape", "count", "direction")
-LETTERS = "ABCD"
 DEFAULT_IMAGE_SIZE = (224, 224)
 DEFAULT_VIDEO_SIZE = (160, 120)
 CODECS = ("libx264", "mpeg4")
 
 _STEP = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1), "still": (0, 0)}
-_COUNT_WORDS = ("one", "two", "three", "four")
-_CHOICES = {"colour": COLOURS, "shape": SHAPES, "direction": DIRECTIONS, "background": BACKGROUNDS}
+COUNT_WORDS = ("one", "two", "three", "four")
+CHOICES = {"colour": COLOURS, "shape": SHAPES, "direction": DIRECTIONS, "background": BACKGROUNDS}
 _TRAVEL = 0.6  # fraction of the free span a moving shape crosses over a whole clip
 
 
@@ -65,11 +64,11 @@ class SceneSpec:
     direction: str = "still"
     background: str = "plain"
     count: int = 1
-    size: int = 32  # side of a shape's bounding box in px (shrunk to fit small canvases)
+    size: int = 52  # side of a shape's bounding box in px (shrunk to fit small canvases)
     seed: int = 0  # places the shapes and draws the noise
 
     def __post_init__(self) -> None:
-        for name, allowed in _CHOICES.items():
+        for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not 1 <= self.count <= 3:
@@ -90,7 +89,7 @@ class SceneSpec:
     def description(self) -> str:
         """Ground-truth text: ``a red circle moving left``, ``two blue squares``."""
         if self.count > 1:
-            article = _COUNT_WORDS[self.count - 1]
+            article = COUNT_WORDS[self.count - 1]
         else:
             article = "an" if self.colour[0] in "aeiou" else "a"
         text = f"{article} {self.colour} {self.noun()}"
@@ -108,7 +107,7 @@ def random_scene(
     video: bool = True,
     backgrounds: Sequence[str] = BACKGROUNDS,
     max_count: int = 3,
-    sizes: tuple[int, int] = (24, 40),
+    sizes: tuple[int, int] = (40, 64),
 ) -> SceneSpec:
     """A uniformly drawn scene; images (``video=False``) are always still."""
     return SceneSpec(
@@ -306,96 +305,3 @@ def make_dataset(
 
 def _row(path: str, kind: str, spec: SceneSpec, **media: Any) -> dict[str, Any]:
     return {"path": path, "kind": kind, "description": spec.description(), **asdict(spec), **media}
-
-
-def make_question(
-    spec: SceneSpec, rng: random.Random, categories: Sequence[str] = CATEGORIES
-) -> dict[str, Any]:
-    """A four-option multiple-choice question about ``spec`` (so chance is 25%).
-
-    Returns ``question``, ``options`` (four distinct strings, in A-D order), ``answer`` (the
-    letter), ``answer_text``, ``category`` and ``prompt`` (question, lettered options and the
-    instruction, ready for a model). Leave ``direction`` out of ``categories`` for images.
-    """
-    category = rng.choice(list(categories))
-    be = "is" if spec.count == 1 else "are"
-    pool: Sequence[str]
-    if category == "colour":
-        question, answer, pool = f"What colour {be} the {spec.noun()}?", spec.colour, COLOURS
-    elif category == "shape":
-        thing = "object" if spec.count == 1 else "objects"
-        question, answer, pool = f"What shape {be} the {spec.colour} {thing}?", spec.shape, SHAPES
-    elif category == "count":
-        question, answer = "How many shapes are there?", _COUNT_WORDS[spec.count - 1]
-        pool = _COUNT_WORDS  # four words: the options are all of them
-    elif category == "direction":
-        words = tuple("not moving" if d == "still" else d for d in DIRECTIONS)
-        answer = "not moving" if spec.direction == "still" else spec.direction
-        question, pool = f"Which way {be} the {spec.colour} {spec.noun()} moving?", words
-    else:
-        raise ValueError(f"category must be one of {CATEGORIES}, got {category!r}")
-    options = [answer, *rng.sample([p for p in pool if p != answer], 3)]
-    rng.shuffle(options)
-    letter = LETTERS[options.index(answer)]
-    lines = [question, *(f"{k}. {o}" for k, o in zip(LETTERS, options, strict=True))]
-    lines.append("Answer with the letter of the correct option.")
-    return {
-        "question": question,
-        "options": options,
-        "answer": letter,
-        "answer_text": answer,
-        "category": category,
-        "prompt": "\n".join(lines),
-    }
-
-
-PAIR_OPTIONS = ("the first image", "the second image")
-
-
-def random_pair(
-    rng: random.Random, differ: str | None = None, **scene_kwargs: Any
-) -> tuple[SceneSpec, SceneSpec]:
-    """Two still scenes whose descriptions differ (so "which one shows X" has one answer).
-
-    ``differ`` ("colour", "shape" or "count") makes the second scene the first with only that
-    attribute changed (and its own placement), so telling them apart needs that attribute.
-    """
-    first = random_scene(rng, video=False, **scene_kwargs)
-    if differ is not None:
-        if differ not in ("colour", "shape", "count"):
-            raise ValueError(f"differ must be colour, shape or count, got {differ!r}")
-        pool: Sequence[Any] = {"colour": COLOURS, "shape": SHAPES, "count": (1, 2, 3)}[differ]
-        value = rng.choice([v for v in pool if v != getattr(first, differ)])
-        return first, replace(first, **{differ: value, "seed": rng.randrange(2**31)})
-    while True:
-        second = random_scene(rng, video=False, **scene_kwargs)
-        if second.description() != first.description():
-            return first, second
-
-
-def make_pair_question(
-    first: SceneSpec, second: SceneSpec, rng: random.Random, target: int | None = None
-) -> dict[str, Any]:
-    """A two-option question over two images shown in one prompt: which one shows X?
-
-    X is the full description of one of them (``target``: 0 or 1, random when ``None``), so the
-    images must differ in colour, shape or count. Returns the same keys as ``make_question``
-    (``category`` is ``"pair"``); the answer is ``A`` for the first image, ``B`` for the second.
-    """
-    if first.description() == second.description():
-        raise ValueError(f"both images show {first.description()!r}; the question needs two")
-    index = rng.randrange(2) if target is None else target
-    if index not in (0, 1):
-        raise ValueError(f"target must be 0 or 1, got {target}")
-    shown = (first, second)[index].description()
-    question = f"Which image shows {shown}?"
-    lines = [question, *(f"{k}. {o}" for k, o in zip(LETTERS, PAIR_OPTIONS, strict=False))]
-    lines.append("Answer with the letter of the correct option.")
-    return {
-        "question": question,
-        "options": list(PAIR_OPTIONS),
-        "answer": LETTERS[index],
-        "answer_text": PAIR_OPTIONS[index],
-        "category": "pair",
-        "prompt": "\n".join(lines),
-    }

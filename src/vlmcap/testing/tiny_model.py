@@ -7,7 +7,8 @@ About a million parameters; built in a few seconds on a CPU. Tests that need var
 it.
 
 ``TRAINED_SPEC`` is the shape of the model that ``vlmcap.testing.train_tiny`` trains on the
-synthetic scenes; its output folder (``shipped_model_path()``) is where the package keeps it.
+synthetic scenes; the package ships the trained folder (``shipped_model_path()``), which the
+``tiny-qwen2.5-vl`` plugin loads; ``tiny-random-qwen2.5-vl`` loads the random build.
 
     python -m vlmcap.testing.tiny_model OUT_DIR
 """
@@ -43,15 +44,20 @@ SPECIAL_TOKENS = (
     "<|video_pad|>",
 )
 
-# Qwen2-VL style chat template: one placeholder per image/video, a default system turn.
+# Qwen2-VL style chat template: one placeholder per image/video, a default system turn. When a
+# message holds several images each gets a "Picture N: " label first, as Qwen's own template
+# does with ``add_vision_id``: the words tie "the second image" to its tokens.
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{% if loop.first and message['role'] != 'system' %}"
     "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
     "<|im_start|>{{ message['role'] }}\n"
     "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
-    "{% else %}{% for content in message['content'] %}"
+    "{% else %}{% set pictures = message['content'] | selectattr('type', 'in', "
+    "['image', 'image_url']) | list | length %}{% set seen = namespace(n=0) %}"
+    "{% for content in message['content'] %}"
     "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set seen.n = seen.n + 1 %}{% if pictures > 1 %}Picture {{ seen.n }}: {% endif %}"
     "<|vision_start|><|image_pad|><|vision_end|>"
     "{% elif content['type'] == 'video' or 'video' in content %}"
     "<|vision_start|><|video_pad|><|vision_end|>"
@@ -70,7 +76,8 @@ _CORPUS_EXTRA = (
     "Describe this video in detail.",
     "Describe this image in detail.",
     "Write a very short caption for the given image.",
-    "Answer with the letter of the correct option.",
+    "Answer with the correct option.",
+    "Picture 1: Picture 2: Picture 3: Picture 4:",
     "Improve and refine the following description.",
     "a person walking along a path in the park on a sunny day",
     "the camera pans slowly across a city street with cars and people",
@@ -106,10 +113,10 @@ class TinySpec:
 
 
 #: The trained model: a 4-layer, 128-wide vision tower (a 2-layer, 64-wide one learns colours but
-#: not shapes), 4 text layers to match an option's word to what the image shows, a vocabulary
-#: where every caption and question word is one token, images of at most 84 x 84 pixels (9
-#: vision tokens: the tower learns shapes about as fast per image as at 112 or 224 pixels, for
-#: a fraction of the compute), and weights initialised at the scale of the width.
+#: not shapes), 4 text layers, a vocabulary where every caption and question word is one token,
+#: images of at most 84 x 84 pixels in 7-pixel patches (36 vision tokens an image: a shape of
+#: 15-25 px then spans several patches, which 14-pixel patches at the same budget do not give),
+#: and weights initialised at the scale of the width.
 TRAINED_SPEC = TinySpec(
     text_hidden=128,
     text_layers=4,
@@ -124,6 +131,7 @@ TRAINED_SPEC = TinySpec(
     min_pixels=56 * 56,
     max_pixels=84 * 84,
     max_position_embeddings=4096,
+    patch_size=7,
     init_std=0.08,  # about 1/sqrt(width): at 0.02 the image barely reaches the loss at first
     seed=0,
 )
@@ -157,7 +165,7 @@ def trained_corpus() -> list[str]:
     import random
 
     from vlmcap.prompts import STYLES
-    from vlmcap.testing import synthetic
+    from vlmcap.testing import questions, synthetic
 
     lines = [*_corpus(), *STYLES.values()]
     rng = random.Random(0)
@@ -167,10 +175,14 @@ def trained_corpus() -> list[str]:
                 for count in (1, 2, 3):
                     spec = synthetic.SceneSpec(colour, shape, direction, count=count)
                     lines.append(spec.description())
-                    for category in synthetic.CATEGORIES:
-                        lines.append(synthetic.make_question(spec, rng, (category,))["prompt"])
+                    for category in questions.CATEGORIES:
+                        lines.append(questions.make_question(spec, rng, (category,))["prompt"])
     first, second = synthetic.SceneSpec("red", "circle"), synthetic.SceneSpec("blue", "star")
-    lines.append(synthetic.make_pair_question(first, second, rng)["prompt"])
+    lines.append(questions.make_pair_question(first, second, rng)["prompt"])
+    for picture in (1, 2):
+        for attribute in questions.PICTURE_CATEGORIES:
+            q = questions.make_picture_question(first, second, rng, picture, attribute)
+            lines.append(q["prompt"])
     return lines
 
 

@@ -8,14 +8,16 @@ the very prompt texts: the default image and video prompts, the short styles, th
 multiple-choice prompts) and the model's own processor, called the way vLLM calls it (images
 resized by the processor; video frames sampled at 2 fps from short clips, as ``sample_video``
 does, and passed as one video with their metadata). The target is the ground-truth description
-for a caption prompt and the option letter for a question; the loss covers those tokens and the
-end-of-turn token, nothing else.
+for a caption prompt and the right option's text for a question (``--qa-format``); the loss
+covers those tokens and the end-of-turn token, plus an attribute probe on the vision features
+(``tiny_training.probe``: colour, shape, count and motion of each image or clip), which makes the
+tower learn shapes several times sooner than the caption loss alone.
 
 Flow::
 
     write_assets (tokenizer, processor configs) -> model at its initialisation (seeded)
     each step: TaskSampler.sample x batch -> Encoder.encode (make_request -> processor) -> collate
-               -> cross-entropy on the answer tokens -> AdamW (warm-up, cosine decay)
+               -> cross-entropy on the answer tokens + probe loss -> AdamW (warm-up, cosine)
     every --eval-every steps: exact match per category on a fixed held-out batch
     save: bf16 safetensors + tokenizer + processor + generation config + vlmcap_tiny.json
 
@@ -35,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmcap.testing.tiny_model import TinySpec
-from vlmcap.testing.tiny_training.config import TrainConfig
+from vlmcap.testing.tiny_training.config import TaskMix, TrainConfig
 from vlmcap.testing.tiny_training.loop import train
 from vlmcap.testing.tiny_training.tasks import QA_FORMATS
 
@@ -66,6 +68,12 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
         action="store_true",
         help="colour-blind patch embedding with k-means filters of shape patches",
     )
+    p.add_argument(
+        "--probe-weight",
+        type=float,
+        default=defaults.probe_weight,
+        help="weight of the attribute probe's loss on the vision features (0: no probe)",
+    )
     p.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
     p.add_argument("--threads", type=int, default=defaults.threads)
     p.add_argument("--device", default=defaults.device)
@@ -82,6 +90,12 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     )
     p.add_argument("--qa-format", choices=QA_FORMATS, default=defaults.qa_format)
     p.add_argument(
+        "--mix",
+        default=",".join(str(w) for w in defaults.mix.weights()),
+        metavar="IMAGE,VIDEO,PAIR",
+        help="relative shares of image, video and image-pair scenes",
+    )
+    p.add_argument(
         "--spec",
         action="append",
         default=[],
@@ -97,6 +111,12 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
         sizes = (int(lo), int(hi or lo))
     except ValueError:
         p.error(f"--shape-sizes {a.shape_sizes!r}: give LO-HI in px, e.g. 24-40")
+    try:
+        mix = TaskMix(*(float(w) for w in a.mix.split(",")))
+    except (TypeError, ValueError):
+        p.error(f"--mix {a.mix!r}: give three weights, e.g. 0.35,0.35,0.3")
+    if min(mix.weights()) < 0 or sum(mix.weights()) <= 0:
+        p.error(f"--mix {a.mix!r}: weights must be non-negative and not all zero")
     spec_fields = {f.name: f.type for f in fields(TinySpec)}
     changes: dict[str, Any] = {}
     for item in a.spec:
@@ -116,6 +136,7 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
         vision_lr_scale=a.vision_lr_scale,
         colour_blind_init=not a.random_patch_init,
         kmeans_init=a.kmeans_init,
+        probe_weight=a.probe_weight,
         warmup_steps=min(a.warmup_steps, a.steps),
         threads=a.threads,
         device=a.device,
@@ -125,6 +146,7 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
         eval_size=a.eval_size,
         questions=a.questions,
         qa_format=a.qa_format,
+        mix=mix,
         shape_sizes=sizes,
         spec=replace(defaults.spec, **changes),
         command=shlex.join(["python", "-m", "vlmcap.testing.train_tiny", *args]),

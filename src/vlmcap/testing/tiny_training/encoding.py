@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from vlmcap.testing.tiny_training.config import IGNORE
+from vlmcap.testing.tiny_training.probe import probe_loss, scene_labels
 from vlmcap.testing.tiny_training.tasks import Task
 
 if TYPE_CHECKING:
@@ -30,6 +31,8 @@ class Encoded:
     video_grid_thw: torch.Tensor | None = None
     second_per_grid_ts: list[float] = field(default_factory=list)
     media_id: int = 0  # examples with the same id show the same media
+    #: The probe's targets (``scene_labels``) of each image or clip, in prompt order.
+    media_labels: list[tuple[int, int, int, int]] = field(default_factory=list)
 
 
 def processor_inputs(processor: Any, request: EngineInputs) -> Any:
@@ -88,6 +91,7 @@ class Encoder:
             video_grid_thw=inputs.get("video_grid_thw"),
             second_per_grid_ts=[float(s) for s in second] if second is not None else [],
             media_id=task.media_id,
+            media_labels=[scene_labels(spec) for spec in task.scenes],
         )
 
 
@@ -139,6 +143,7 @@ def collate(batch: Sequence[Encoded], pad_id: int, share: bool = True) -> dict[s
         keys: dict[tuple[int, int], int] = {}
         unique_pixels: list[Any] = []
         unique_grids: list[Any] = []
+        unique_labels: list[tuple[int, int, int, int]] = []
         index: list[int] = []
         for e in batch:
             g = getattr(e, grid)
@@ -151,18 +156,26 @@ def collate(batch: Sequence[Encoded], pad_id: int, share: bool = True) -> dict[s
                     keys[key] = len(unique_pixels)
                     unique_pixels.append(chunk)
                     unique_grids.append(thw)
+                    if len(e.media_labels) == len(g):
+                        unique_labels.append(e.media_labels[j])
                 index.append(keys[key])
         out[f"shared_{pixels}"] = torch.cat(unique_pixels)
         out[f"shared_{grid}"] = torch.stack(unique_grids)
         out[f"{grid}_index"] = index
+        if len(unique_labels) == len(unique_pixels):
+            out[f"shared_{grid}_labels"] = torch.tensor(unique_labels)
     return out
 
 
-def _shared_encoder_outputs(model: Any, batch: dict[str, Any], device: Any) -> dict[str, Any]:
-    """Vision features of each distinct image and video, once, laid out per occurrence."""
+def _shared_encoder_outputs(
+    model: Any, batch: dict[str, Any], device: Any
+) -> tuple[dict[str, Any], list[tuple[Any, Any]]]:
+    """Vision features of each distinct image and video, once, laid out per occurrence; and,
+    where the batch has the probe's labels, (features of each distinct item, labels) per kind."""
     from transformers.modeling_outputs import BaseModelOutputWithPooling
 
     out: dict[str, Any] = {}
+    probed: list[tuple[Any, Any]] = []
     for kind, pixels, grid, encode in (
         ("image", "pixel_values", "image_grid_thw", model.model.get_image_features),
         ("video", "pixel_values_videos", "video_grid_thw", model.model.get_video_features),
@@ -176,14 +189,30 @@ def _shared_encoder_outputs(model: Any, batch: dict[str, Any], device: Any) -> d
         ).pooler_output
         laid_out = tuple(features[i] for i in batch[f"{grid}_index"])
         out[kind] = BaseModelOutputWithPooling(pooler_output=cast(Any, laid_out))
-    return out
+        if f"shared_{grid}_labels" in batch:
+            probed.append((list(features), batch[f"shared_{grid}_labels"]))
+    return out, probed
+
+
+class StepOutput(NamedTuple):
+    loss: torch.Tensor
+    #: Whether each answer token (at its label position, shifted like the logits) is the model's
+    #: top choice; True off the answer.
+    right: torch.Tensor
+    #: With a probe: whether it got each attribute of each distinct image or clip (items,
+    #: attributes); else None.
+    probe_right: torch.Tensor | None = None
 
 
 def forward(
-    model: Any, batch: dict[str, Any], focal_gamma: float = 0.0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean cross-entropy over the answer tokens, and whether each answer token (at its label
-    position, shifted like the logits) is the model's top choice.
+    model: Any,
+    batch: dict[str, Any],
+    focal_gamma: float = 0.0,
+    probe: torch.nn.Module | None = None,
+    probe_weight: float = 1.0,
+) -> StepOutput:
+    """Mean cross-entropy over the answer tokens (plus ``probe_weight`` times the attribute
+    probe's loss on the vision features, when a ``probe`` is given and the batch shares media).
 
     ``focal_gamma`` > 0 weighs each token by ``(1 - p) ** focal_gamma`` (focal loss, ``p`` the
     probability of the right token): tokens the model already gets (colours, grammar) stop
@@ -198,8 +227,9 @@ def forward(
         for k, v in batch.items()
         if isinstance(v, torch.Tensor) and k != "labels" and not k.startswith("shared_")
     }
+    probed: list[tuple[Any, Any]] = []
     if any(k.endswith("_index") for k in batch):
-        inputs["mm_encoder_outputs"] = _shared_encoder_outputs(model, batch, device)
+        inputs["mm_encoder_outputs"], probed = _shared_encoder_outputs(model, batch, device)
     logits = model(**inputs).logits[:, :-1].float()
     labels = batch["labels"][:, 1:].to(device)
     flat = labels.reshape(-1)
@@ -213,7 +243,13 @@ def forward(
     else:
         loss = losses[keep].mean()
     right = (logits.detach().argmax(-1) == labels) | (labels == IGNORE)
-    return loss, right
+    probe_right = None
+    if probe is not None and probed:
+        features = [f for fs, _ in probed for f in fs]
+        targets = torch.cat([labels_ for _, labels_ in probed])
+        extra, probe_right = probe_loss(probe, features, targets)
+        loss = loss + probe_weight * extra
+    return StepOutput(loss, right, probe_right)
 
 
 #: What the first answer tokens of a caption say: "two blue squares ...", "a red circle ...".

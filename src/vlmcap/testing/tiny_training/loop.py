@@ -22,6 +22,7 @@ from vlmcap.testing.tiny_training.patch_init import (
     patch_kmeans_filters,
     shape_colour_direction,
 )
+from vlmcap.testing.tiny_training.probe import ATTRIBUTES, attribute_probe
 from vlmcap.testing.tiny_training.tasks import TaskSampler
 
 logger = logging.getLogger(__name__)
@@ -50,17 +51,21 @@ def count_parameters(model: Any) -> int:
 
 
 def evaluate_batches(
-    model: Any, batches: Sequence[tuple[dict[str, Any], list[str]]]
+    model: Any, batches: Sequence[tuple[dict[str, Any], list[str]]], probe: Any = None
 ) -> dict[str, float]:
     """Teacher-forced scores on pre-encoded batches: exact match per category (``all`` over
-    every example) and, for captions, the share of right count, colour and shape words."""
+    every example), for captions the share of right count, colour and shape words, and with a
+    ``probe`` its accuracy per attribute (``probe_shape``...)."""
     import torch
 
     hits: dict[str, list[bool]] = defaultdict(list)
     model.eval()
     with torch.no_grad():
         for batch, categories in batches:
-            _, right = forward(model, batch)
+            _, right, probe_right = forward(model, batch, probe=probe)
+            if probe_right is not None:
+                for i, (name, _) in enumerate(ATTRIBUTES):
+                    hits[f"probe_{name}"].extend(probe_right[:, i].tolist())
             labels = batch["labels"][:, 1:]
             for row, category in enumerate(categories):
                 ok = bool(right[row].all())
@@ -74,11 +79,14 @@ def evaluate_batches(
     return {k: round(sum(v) / len(v), 3) for k, v in sorted(hits.items())}
 
 
-def _optimizer(model: Any, config: TrainConfig) -> Any:
+def _optimizer(model: Any, config: TrainConfig, probe: Any = None) -> Any:
     import torch
 
     groups: dict[tuple[bool, bool], list[Any]] = {}
-    for name, p in model.named_parameters():
+    named = list(model.named_parameters())
+    if probe is not None:  # trained with the tower it reads
+        named += [(f"visual.probe.{n}", p) for n, p in probe.named_parameters()]
+    for name, p in named:
         decays = p.ndim >= 2 and "embed" not in name
         groups.setdefault(("visual" in name, decays), []).append(p)
     return torch.optim.AdamW(
@@ -115,7 +123,10 @@ def fit(model: Any, encoder: Encoder, config: TrainConfig, work: Path) -> dict[s
 
     sampler = TaskSampler(encoder.plugin, config, config.seed, work)
     eval_batches = held_out_batches(encoder, config, work) if config.eval_every else []
-    optimizer = _optimizer(model, config)
+    probe = None
+    if config.probe_weight > 0:
+        probe = attribute_probe(model.config.text_config.hidden_size).to(config.device)
+    optimizer = _optimizer(model, config, probe)
     started = time.perf_counter()
     evals: list[dict[str, Any]] = []
     running = 0.0
@@ -126,10 +137,11 @@ def fit(model: Any, encoder: Encoder, config: TrainConfig, work: Path) -> dict[s
         batch = collate([encoder.encode(t) for t in tasks], encoder.pad_id)
         device = torch.device(config.device).type
         with torch.autocast(device, dtype=torch.bfloat16, enabled=config.bf16_autocast):
-            loss, _ = forward(model, batch, config.focal_gamma)
+            loss = forward(model, batch, config.focal_gamma, probe, config.probe_weight).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         optimizer.step()
         value = float(loss.detach())
         running = value if step == 0 else 0.95 * running + 0.05 * value
@@ -145,7 +157,7 @@ def fit(model: Any, encoder: Encoder, config: TrainConfig, work: Path) -> dict[s
                 elapsed,
             )
         if eval_batches and (done % config.eval_every == 0 or done == config.steps):
-            scores = evaluate_batches(model, eval_batches)
+            scores = evaluate_batches(model, eval_batches, probe)
             evals.append({"step": done, **scores})
             logger.info("step %d held-out exact match: %s", done, scores)
     return {

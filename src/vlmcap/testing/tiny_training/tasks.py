@@ -15,12 +15,15 @@ from PIL import Image
 from vlmcap.media.images import fit_pixels
 from vlmcap.media.video import sample_video
 from vlmcap.media.windows import fps_targets
-from vlmcap.testing.synthetic import (
+from vlmcap.testing.questions import (
     CATEGORIES,
-    SceneSpec,
     make_pair_question,
+    make_picture_question,
     make_question,
     random_pair,
+)
+from vlmcap.testing.synthetic import (
+    SceneSpec,
     random_scene,
     render_image,
     render_video_frames,
@@ -54,6 +57,7 @@ class Task:
     fps: float | None = None
     description: str = ""  # ground truth of the (first) scene
     media_id: int = 0  # tasks of one scene share their media (and its vision features)
+    scenes: tuple[SceneSpec, ...] = ()  # what each image or clip of ``media`` shows
 
 
 def sampled_clip(
@@ -94,11 +98,13 @@ def jpeg_roundtrip(image: Image.Image) -> Image.Image:
     return Image.open(buffer).convert("RGB")
 
 
-QA_FORMATS = ("letter", "word")
+QA_FORMATS = ("text", "letter", "word")
 
 
 def qa_target(question: dict[str, Any], fmt: str) -> str:
     """The trained answer to a ``make_question`` / ``make_pair_question`` question."""
+    if fmt == "text":
+        return str(question["answer_text"])
     if fmt == "letter":
         return str(question["answer"])
     if fmt == "word":
@@ -149,19 +155,24 @@ class TaskSampler:
             first, second = random_pair(rng, differ, sizes=self.config.shape_sizes)
             size = rng.choice(IMAGE_SIZES)
             images = [self.image(first, size), self.image(second, size)]
-            order = [0, 1] if rng.random() < 0.5 else [1, 0]
+            questions = [
+                make_pair_question(first, second, rng),
+                make_picture_question(first, second, rng, 1),
+                make_picture_question(first, second, rng, 2),
+            ]
             return [
                 Task(
                     "pair",
-                    "pair",
-                    (q := make_pair_question(first, second, rng, target))["prompt"],
+                    q["category"],
+                    q["prompt"],
                     qa_target(q, self.config.qa_format),
                     images,
                     None,
                     first.description(),
                     self.media_id,
+                    (first, second),
                 )
-                for target in order
+                for q in questions
             ]
         video = kind == "video"
         spec = random_scene(rng, video=video, sizes=self.config.shape_sizes)
@@ -172,7 +183,7 @@ class TaskSampler:
             media, fps = self.image(spec, rng.choice(IMAGE_SIZES)), None
         prompt = rng.choice(self.video_prompts if video else self.image_prompts)
         truth = spec.description()
-        caption = Task(kind, "caption", prompt, truth, media, fps, truth, self.media_id)
+        caption = Task(kind, "caption", prompt, truth, media, fps, truth, self.media_id, (spec,))
         categories = CATEGORIES if video else tuple(c for c in CATEGORIES if c != "direction")
         tasks = [caption]
         for category in rng.sample(categories, min(self.config.questions, len(categories))):
@@ -187,6 +198,7 @@ class TaskSampler:
                     fps,
                     truth,
                     self.media_id,
+                    (spec,),
                 )
             )
         return tasks

@@ -1,0 +1,1 @@
+"""Visual question answering: reading a model's answer to a multiple-choice question."""
