@@ -45,7 +45,7 @@ class TrainConfig:
     """One training run; the defaults build the shipped model."""
 
     out: Path = SHIPPED_MODEL_DIR
-    steps: int = 1500
+    steps: int = 3000
     batch_size: int = 32
     lr: float = 1.5e-3
     #: Learning rate of the vision tower relative to ``lr``.
