@@ -131,13 +131,20 @@ def _weights(folder: Path) -> dict[str, np.ndarray]:
 
 
 def test_training_is_seeded_and_writes_a_bf16_model_folder(tmp_path):
-    def run(name: str, seed: int) -> Path:
+    def run(name: str, seed: int, eval_every: int = 0) -> Path:
         config = TrainConfig(
-            out=tmp_path / name, steps=2, batch_size=2, seed=seed, eval_every=0, threads=1
+            out=tmp_path / name,
+            steps=2,
+            batch_size=2,
+            seed=seed,
+            eval_every=eval_every,
+            eval_size=4,
+            threads=1,
         )
         return train(config).out
 
     a, b, c = run("a", 0), run("b", 0), run("c", 1)
+    checked = run("d", 0, eval_every=1)  # held-out checks read the model, never change it
     for name in ("config.json", "generation_config.json", "tokenizer.json", "vlmcap_tiny.json"):
         assert (a / name).is_file()
     assert (a / "preprocessor_config.json").is_file() or (a / "processor_config.json").is_file()
@@ -145,6 +152,8 @@ def test_training_is_seeded_and_writes_a_bf16_model_folder(tmp_path):
         assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {"torch.bfloat16"}  # noqa: SIM118
     wa, wb, wc = _weights(a), _weights(b), _weights(c)
     assert all(np.array_equal(wa[k], wb[k]) for k in wa)
+    wd = _weights(checked)
+    assert all(np.array_equal(wa[k], wd[k]) for k in wa)
     assert not all(np.array_equal(wa[k], wc[k]) for k in wa)
 
 
