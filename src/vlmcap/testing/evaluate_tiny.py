@@ -222,15 +222,17 @@ def qa_scores(records: Sequence[Any], questions: Sequence[Question]) -> dict[str
     """Overall and per-category accuracy of the options the answers pick."""
     by_key = {r.key: r for r in records}
     per: dict[str, list[bool]] = defaultdict(list)
+    four: list[bool] = []  # chance 25 %: all but "which image shows X"
     for q in questions:
         ok = extract_choice(by_key[q.item.key].caption, q.options) == q.answer
         per[q.category].append(ok)
         per["all"].append(ok)
-    four = [ok for q, ok in zip(questions, per["all"], strict=True) if len(q.options) == 4]
+        if len(q.options) == 4:
+            four.append(ok)
     return {
         "accuracy": _share(per.pop("all", [])),
         "n": len(questions),
-        "accuracy_four_options": _share(four),  # chance 25 %: all but "which image shows X"
+        "accuracy_four_options": _share(four),
         "n_four_options": len(four),
         "per_category": {k: {"accuracy": _share(v), "n": len(v)} for k, v in sorted(per.items())},
     }

@@ -46,7 +46,7 @@ SPECIAL_TOKENS = (
 
 # Qwen2-VL style chat template: one placeholder per image/video, a default system turn. When a
 # message holds several images each gets a "Picture N: " label first, as Qwen's own template
-# does with ``add_vision_id``: the words tie "the second image" to its tokens.
+# does with ``add_vision_id``: a question about "picture 2" can find that image's tokens.
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{% if loop.first and message['role'] != 'system' %}"

@@ -55,9 +55,13 @@ class Task:
     target: str
     media: Any  # a PIL image, a list of two, or (T, H, W, 3) uint8 frames
     fps: float | None = None
-    description: str = ""  # ground truth of the (first) scene
     media_id: int = 0  # tasks of one scene share their media (and its vision features)
     scenes: tuple[SceneSpec, ...] = ()  # what each image or clip of ``media`` shows
+
+    @property
+    def description(self) -> str:
+        """Ground truth of the (first) scene."""
+        return self.scenes[0].description() if self.scenes else ""
 
 
 def sampled_clip(
@@ -168,7 +172,6 @@ class TaskSampler:
                     qa_target(q, self.config.qa_format),
                     images,
                     None,
-                    first.description(),
                     self.media_id,
                     (first, second),
                 )
@@ -183,7 +186,7 @@ class TaskSampler:
             media, fps = self.image(spec, rng.choice(IMAGE_SIZES)), None
         prompt = rng.choice(self.video_prompts if video else self.image_prompts)
         truth = spec.description()
-        caption = Task(kind, "caption", prompt, truth, media, fps, truth, self.media_id, (spec,))
+        caption = Task(kind, "caption", prompt, truth, media, fps, self.media_id, (spec,))
         categories = CATEGORIES if video else tuple(c for c in CATEGORIES if c != "direction")
         tasks = [caption]
         for category in rng.sample(categories, min(self.config.questions, len(categories))):
@@ -196,7 +199,6 @@ class TaskSampler:
                     qa_target(q, self.config.qa_format),
                     media,
                     fps,
-                    truth,
                     self.media_id,
                     (spec,),
                 )
