@@ -8,7 +8,7 @@ config for both sides (vLLM's prefix and multimodal caches off, same token limit
 
     client-N   ``caption_files`` with ``ServerBackend`` at concurrency N (1 = sequential; 256
                = the offline loop's default ``max_inflight``, the like-for-like point) against a
-               vLLM server started here as a child process (``vlmcap.client.server``)
+               vLLM server started here as a child process (``vlmcap.server.process``)
     offline    ``caption_files`` with ``OfflineBackend`` on a ``vllm.LLM`` in this process
 
 Both engines stay loaded for the whole run and the contenders alternate (``run_alternating``:
@@ -87,7 +87,7 @@ def cpu_s(procs: list[psutil.Process]) -> float:
 
 def make_files(root: Path, n: int, videos: int) -> list[Any]:
     from vlmcap.media.inputs import discover
-    from vlmcap.testing.synthetic import make_dataset
+    from vlmcap.tiny.synthetic import make_dataset
 
     make_dataset(
         root, n_images=n - videos, n_videos=videos, seed=17, image_size=(160, 120),
@@ -113,13 +113,13 @@ def bench_config(args: argparse.Namespace) -> Any:
 
 def start_server(plugin: Any, config: Any, log: Path) -> tuple[Any, Any, list[str]]:
     """(ServerProcess, ServeOptions, command) of a healthy server on a free loopback port."""
-    from vlmcap.client.server import ServerProcess
-    from vlmcap.client.server_command import (
+    from vlmcap.server.command import (
         ServeOptions,
         server_command,
         server_env,
         vllm_parser,
     )
+    from vlmcap.server.process import ServerProcess
 
     opts = ServeOptions(port=free_port())
     command = server_command(plugin, config, opts, parser=vllm_parser())

@@ -3,7 +3,7 @@
     python bench/decode.py [--clips 12] [--seconds 10] [--repeats 5] [--fps 2] [--out PATH]
 
 Contenders, on the same synthetic clips (30 fps, 640x360, H.264 with B-frames, written by
-``vlmcap.testing.synthetic.write_video``) in the same process, each producing the same number
+``vlmcap.tiny.synthetic.write_video``) in the same process, each producing the same number
 of frames at the same size (2 fps, resized to 448*448 pixels, sides multiples of 28):
 
     ours        ``sample_windows``: decode once, convert to RGB only the frames it picks
@@ -35,7 +35,7 @@ from PIL import Image
 from common import machine_info, ratio, run_alternating, summarize, write_result
 from vlmcap.media.images import fit_pixels
 from vlmcap.media.video import sample_windows
-from vlmcap.testing.synthetic import SceneSpec, write_video
+from vlmcap.tiny.synthetic import SceneSpec, write_video
 
 SIZE = (640, 360)
 SOURCE_FPS = 30

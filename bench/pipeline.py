@@ -61,7 +61,7 @@ def clip_lengths(spec: str, n: int) -> list[float]:
 
 
 def _make_group(task: tuple[str, int, int, float, float, tuple[int, int]]) -> None:
-    from vlmcap.testing.synthetic import make_dataset
+    from vlmcap.tiny.synthetic import make_dataset
 
     root, n, seed, seconds, fps, size = task
     make_dataset(root, n_images=0, n_videos=n, seed=seed, seconds=seconds, fps=fps, video_size=size)
@@ -164,7 +164,7 @@ def build_config(args: argparse.Namespace) -> Any:
 
     model_path = args.model_path
     if model_path is None and args.model == "tiny-qwen2.5-vl":
-        from vlmcap.testing.tiny_model import ensure_tiny_model
+        from vlmcap.tiny.model import ensure_tiny_model
 
         # random weights: outputs of varied length, like a real model's captions
         model_path = str(ensure_tiny_model())

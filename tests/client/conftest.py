@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from vlmcap.client.server import health_ok
+from vlmcap.server.process import health_ok
 
 API_KEY = "test-key-4f1c"
 MODEL = "tiny-qwen2.5-vl"

@@ -27,7 +27,7 @@ from vlmcap.media.inputs import discover
 from vlmcap.pipeline.backend import OfflineBackend
 from vlmcap.pipeline.caption import CaptionSummary, RunOptions, caption_files
 from vlmcap.plugins.registry import get_plugin
-from vlmcap.testing.synthetic import SceneSpec, make_dataset, write_video
+from vlmcap.tiny.synthetic import SceneSpec, make_dataset, write_video
 
 CLIENT_TIMEOUT_S = 300
 

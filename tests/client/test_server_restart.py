@@ -20,7 +20,7 @@ import psutil
 from tests.client.conftest import API_KEY, client_env
 from tests.client.test_server_mode import rows_of
 from vlmcap.media.inputs import discover
-from vlmcap.testing.synthetic import make_dataset
+from vlmcap.tiny.synthetic import make_dataset
 
 
 def test_client_survives_a_server_restart(server, tmp_path, cache_dir):

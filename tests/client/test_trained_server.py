@@ -2,7 +2,7 @@
 
 A module-scoped server on the trained weights, beside the session server on random weights
 (whose long outputs the other client tests need). The same meaning-level checks as the offline
-ones in ``tests/testing/test_trained_tiny.py``: the bundled examples are captioned right, QA
+ones in ``tests/tiny/test_trained_tiny.py``: the bundled examples are captioned right, QA
 accuracy is far above chance, and media sent with the wrong item or pair images sent in the
 wrong order are caught.
 """
@@ -23,7 +23,7 @@ from vlmcap.client.backend import ServerBackend, connect
 from vlmcap.client.openai_client import ClientConfig
 from vlmcap.engine.stats import LoopStats
 from vlmcap.plugins.registry import get_plugin
-from vlmcap.testing.evaluate_tiny import (
+from vlmcap.tiny.evaluate import (
     EvalSet,
     Question,
     build_eval_set,
@@ -33,8 +33,8 @@ from vlmcap.testing.evaluate_tiny import (
     shuffled_media,
     swapped_pairs,
 )
-from vlmcap.testing.synthetic import SceneSpec
-from vlmcap.testing.tiny_model import shipped_model_path
+from vlmcap.tiny.model import shipped_model_path
+from vlmcap.tiny.synthetic import SceneSpec
 
 pytestmark = pytest.mark.engine
 

@@ -15,7 +15,7 @@ from vlmcap.pipeline.backend import OfflineBackend
 from vlmcap.pipeline.caption import RunOptions, caption_files, open_store
 from vlmcap.pipeline.units import MediaOptions
 from vlmcap.sinks.lock import LockedError
-from vlmcap.testing.synthetic import SceneSpec, make_dataset, write_video
+from vlmcap.tiny.synthetic import SceneSpec, make_dataset, write_video
 
 
 def rows_of(out: Path) -> list[dict]:

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from vlmcap.media.inputs import discover
-from vlmcap.testing.synthetic import make_dataset
+from vlmcap.tiny.synthetic import make_dataset
 
 
 def complete_lines(path: Path) -> list[dict]:

@@ -1,6 +1,6 @@
 """``vlmcap serve --model VARIANT``: one vLLM OpenAI-compatible server for many caption clients.
 
-Builds the server's arguments from the plugin and config (``vlmcap.client.server_command``),
+Builds the server's arguments from the plugin and config (``vlmcap.server.command``),
 starts it as a child process, waits for ``/health``, prints the URL and model name and writes the
 URL file, then stays in the foreground until SIGINT/SIGTERM, which it passes on before it removes
 the URL file. Exit status: 0 after a requested shutdown, 1 when the server failed to start or
@@ -26,8 +26,8 @@ from rich.markup import escape
 from vlmcap.cli.errors import usage_error
 
 if TYPE_CHECKING:
-    from vlmcap.client.server import ServerProcess
-    from vlmcap.client.server_command import ServeOptions
+    from vlmcap.server.command import ServeOptions
+    from vlmcap.server.process import ServerProcess
 
 logger = logging.getLogger(__name__)
 err = Console(stderr=True)
@@ -88,16 +88,16 @@ def serve(
     Example: vlmcap serve --model qwen2.5-vl --url-file run/server.url -- --max-num-seqs 64
     """
     from vlmcap.cli.options import build_config
-    from vlmcap.client.server import ServerProcess, port_problem
-    from vlmcap.client.server_command import (
+    from vlmcap.config import ConfigError
+    from vlmcap.plugins.registry import UnknownModelError, get_plugin
+    from vlmcap.server.command import (
         ServeOptions,
         ServerStartError,
         server_command,
         server_env,
         vllm_parser,
     )
-    from vlmcap.config import ConfigError
-    from vlmcap.plugins.registry import UnknownModelError, get_plugin
+    from vlmcap.server.process import ServerProcess, port_problem
 
     options = {
         "model": model,
@@ -138,8 +138,8 @@ def serve(
 
 def _run(server: ServerProcess, opts: ServeOptions, model: str) -> int:
     """Start ``server``, announce it, wait for a signal or its death; the exit status."""
-    from vlmcap.client.server_command import ServerStartError
-    from vlmcap.client.url_file import remove_url_file, write_url_file
+    from vlmcap.server.command import ServerStartError
+    from vlmcap.server.url_file import remove_url_file, write_url_file
 
     stopper = _Stopper()
     previous = {s: signal.signal(s, stopper) for s in (signal.SIGINT, signal.SIGTERM)}

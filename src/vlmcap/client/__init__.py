@@ -3,11 +3,8 @@
     vlmcap serve --model qwen2.5-vl --url-file run/server.url    # one process owns the model
     vlmcap caption media/ --server-url-file run/server.url       # any number of clients
 
-Modules:
+Modules (the server itself is started by ``vlmcap.server``):
 
-    server_command the ``vllm`` server command built from a plugin + config, ServeOptions
-    server         the server as a child process: start, health, signals, stop
-    url_file       how clients find the server (written once healthy, removed on shutdown)
     messages       caption media -> OpenAI chat content (data URLs)
     openai_client  async requests: bounded concurrency, timeouts, retries with backoff
     outage         giving up requests in flight to a server that stopped listening

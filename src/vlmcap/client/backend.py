@@ -349,7 +349,7 @@ def open_server(
 
     Raises ``ValueError`` for bad options and ``ServerError`` when the server is not usable.
     """
-    from vlmcap.client.url_file import wait_for_url_file
+    from vlmcap.server.url_file import wait_for_url_file
 
     if url is not None and url_file is not None:
         raise ValueError("give --server-url or --server-url-file, not both")

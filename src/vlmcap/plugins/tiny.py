@@ -1,7 +1,7 @@
 """The built-in tiny models: Qwen2.5-VL architecture, small enough for any CPU.
 
 ``tiny-qwen2.5-vl`` is the trained model shipped in the package (about 2 M parameters, trained on
-``vlmcap.testing.synthetic`` scenes): it names the colour, shape, count and motion of coloured
+``vlmcap.tiny.synthetic`` scenes): it names the colour, shape, count and motion of coloured
 shapes, so demos print right captions and tests can check meaning. ``tiny-random-qwen2.5-vl`` is
 a random-weight build of about 1 M parameters made on first use, whose varied text suits tests
 of the plumbing (long outputs, truncation, throughput).
@@ -24,7 +24,7 @@ class TinyQwen25VLPlugin(Qwen25VLPlugin):
     def model_path(self) -> str:
         if self._model_path is not None:
             return self._model_path
-        from vlmcap.testing.tiny_model import shipped_model_path
+        from vlmcap.tiny.model import shipped_model_path
 
         self._model_path = str(shipped_model_path())
         return self._model_path
@@ -45,7 +45,7 @@ class TinyRandomQwen25VLPlugin(TinyQwen25VLPlugin):
     def model_path(self) -> str:
         if self._model_path is not None:
             return self._model_path
-        from vlmcap.testing.tiny_model import ensure_tiny_model
+        from vlmcap.tiny.model import ensure_tiny_model
 
         self._model_path = str(ensure_tiny_model())
         return self._model_path

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vlmcap.client.url_file import WILDCARD_HOSTS, client_url
+from vlmcap.server.url_file import WILDCARD_HOSTS, client_url
 
 if TYPE_CHECKING:
     from vlmcap.config import VLMConfig

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vlmcap.testing.synthetic import (
+from vlmcap.tiny.model import COLOURS, SHAPES
+from vlmcap.tiny.synthetic import (
     CODECS,
     NOISE_RANGE,
     PLAIN_RGB,
@@ -26,7 +27,6 @@ from vlmcap.testing.synthetic import (
     write_image,
     write_video,
 )
-from vlmcap.testing.tiny_model import COLOURS, SHAPES
 
 
 def decode(path: Path) -> list[np.ndarray]:

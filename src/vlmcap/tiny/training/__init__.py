@@ -1,4 +1,4 @@
-"""Training the tiny Qwen2.5-VL on the synthetic scenes (``python -m vlmcap.testing.train_tiny``).
+"""Training the tiny Qwen2.5-VL on the synthetic scenes (``python -m vlmcap.tiny.train``).
 
 config      TrainConfig (one run), TaskMix, the media sizes drawn
 tasks       scenes -> Task examples (captions, questions, image pairs): TaskSampler

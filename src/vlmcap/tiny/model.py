@@ -6,11 +6,11 @@ BPE tokenizer with Qwen's special tokens and chat template, and the image/video 
 About a million parameters; built in a few seconds on a CPU. Tests that need varied text run on
 it.
 
-``TRAINED_SPEC`` is the shape of the model that ``vlmcap.testing.train_tiny`` trains on the
+``TRAINED_SPEC`` is the shape of the model that ``vlmcap.tiny.train`` trains on the
 synthetic scenes; the package ships the trained folder (``shipped_model_path()``), which the
 ``tiny-qwen2.5-vl`` plugin loads; ``tiny-random-qwen2.5-vl`` loads the random build.
 
-    python -m vlmcap.testing.tiny_model OUT_DIR
+    python -m vlmcap.tiny.model OUT_DIR
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def shipped_model_path() -> Path:
     if not (SHIPPED_MODEL_DIR / "config.json").is_file():
         raise FileNotFoundError(
             f"the trained tiny model is missing from {SHIPPED_MODEL_DIR}; rebuild it with "
-            "`python -m vlmcap.testing.train_tiny` or use ensure_tiny_model() for random weights"
+            "`python -m vlmcap.tiny.train` or use ensure_tiny_model() for random weights"
         )
     return SHIPPED_MODEL_DIR
 
@@ -165,7 +165,7 @@ def trained_corpus() -> list[str]:
     import random
 
     from vlmcap.prompts import STYLES
-    from vlmcap.testing import questions, synthetic
+    from vlmcap.tiny import questions, synthetic
 
     lines = [*_corpus(), *STYLES.values()]
     rng = random.Random(0)

@@ -1,8 +1,8 @@
 """Train the tiny Qwen2.5-VL to see the synthetic shapes world, on a CPU, in minutes.
 
-    python -m vlmcap.testing.train_tiny [--out DIR] [--steps N] [--seed S]
+    python -m vlmcap.tiny.train [--out DIR] [--steps N] [--seed S]
 
-Every step draws fresh scenes (``vlmcap.testing.synthetic``) and turns each into a request
+Every step draws fresh scenes (``vlmcap.tiny.synthetic``) and turns each into a request
 exactly as vlmcap builds it at inference: the tiny plugin's ``make_request`` (chat template and
 the very prompt texts: the default image and video prompts, the short styles, the
 multiple-choice prompts) and the model's own processor, called the way vLLM calls it (images
@@ -36,16 +36,16 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from vlmcap.testing.tiny_model import TinySpec
-from vlmcap.testing.tiny_training.config import TaskMix, TrainConfig
-from vlmcap.testing.tiny_training.loop import train
-from vlmcap.testing.tiny_training.tasks import QA_FORMATS
+from vlmcap.tiny.model import TinySpec
+from vlmcap.tiny.training.config import TaskMix, TrainConfig
+from vlmcap.tiny.training.loop import train
+from vlmcap.tiny.training.tasks import QA_FORMATS
 
 
 def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     defaults = TrainConfig()
     p = argparse.ArgumentParser(
-        prog="python -m vlmcap.testing.train_tiny", description=__doc__.split("\n")[0]
+        prog="python -m vlmcap.tiny.train", description=__doc__.split("\n")[0]
     )
     p.add_argument("--out", type=Path, default=defaults.out, help="model folder to write")
     p.add_argument("--steps", type=int, default=defaults.steps)
@@ -149,7 +149,7 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
         mix=mix,
         shape_sizes=sizes,
         spec=replace(defaults.spec, **changes),
-        command=shlex.join(["python", "-m", "vlmcap.testing.train_tiny", *args]),
+        command=shlex.join(["python", "-m", "vlmcap.tiny.train", *args]),
     )
 
 

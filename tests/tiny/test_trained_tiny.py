@@ -1,6 +1,6 @@
 """The shipped tiny model sees, through vLLM's real engine, and the scores catch broken pipelines.
 
-One module-scoped engine on the trained weights (``vlmcap/testing/assets/tiny_vlm``); the session
+One module-scoped engine on the trained weights (``vlmcap/tiny/assets/tiny_vlm``); the session
 engine of conftest stays on the random-weight model, whose long varied outputs other tests need.
 """
 
@@ -14,7 +14,7 @@ import pytest
 
 from vlmcap.plugins.tiny import TinyQwen25VLPlugin
 from vlmcap.records import CaptionItem
-from vlmcap.testing.evaluate_tiny import (
+from vlmcap.tiny.evaluate import (
     EvalSet,
     ask,
     build_eval_set,
@@ -23,8 +23,8 @@ from vlmcap.testing.evaluate_tiny import (
     shuffled_media,
     swapped_pairs,
 )
-from vlmcap.testing.synthetic import SceneSpec, render_image, render_video_frames
-from vlmcap.testing.tiny_model import SHIPPED_MODEL_DIR, shipped_model_path
+from vlmcap.tiny.model import SHIPPED_MODEL_DIR, shipped_model_path
+from vlmcap.tiny.synthetic import SceneSpec, render_image, render_video_frames
 
 pytestmark = pytest.mark.engine
 

@@ -14,16 +14,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from vlmcap.testing.tiny_model import generation_config, trained_corpus, write_assets
-from vlmcap.testing.tiny_training.config import IGNORE, TrainConfig
-from vlmcap.testing.tiny_training.encoding import CAPTION_FIELDS, Encoder, collate, forward
-from vlmcap.testing.tiny_training.patch_init import (
+from vlmcap.tiny.model import generation_config, trained_corpus, write_assets
+from vlmcap.tiny.training.config import IGNORE, TrainConfig
+from vlmcap.tiny.training.encoding import CAPTION_FIELDS, Encoder, collate, forward
+from vlmcap.tiny.training.patch_init import (
     init_patch_embedding,
     patch_kmeans_filters,
     shape_colour_direction,
 )
-from vlmcap.testing.tiny_training.probe import ATTRIBUTES, attribute_probe
-from vlmcap.testing.tiny_training.tasks import TaskSampler
+from vlmcap.tiny.training.probe import ATTRIBUTES, attribute_probe
+from vlmcap.tiny.training.tasks import TaskSampler
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The training code of the tiny model: examples are formatted as vlmcap requests, runs repeat.
 
 A few steps on a handful of items, no engine: the heavy run is ``python -m
-vlmcap.testing.train_tiny`` (and its result is checked through vLLM in test_trained_tiny.py).
+vlmcap.tiny.train`` (and its result is checked through vLLM in test_trained_tiny.py).
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from safetensors import safe_open
 
 from vlmcap.media.video import sample_video
 from vlmcap.plugins.qwen2_5_vl import chat_messages
-from vlmcap.testing.questions import ANSWER_INSTRUCTION
-from vlmcap.testing.synthetic import SceneSpec, write_video
-from vlmcap.testing.tiny_model import TRAINED_SPEC, trained_corpus, write_assets
-from vlmcap.testing.tiny_training.config import IGNORE, TrainConfig
-from vlmcap.testing.tiny_training.encoding import Encoder, collate, forward
-from vlmcap.testing.tiny_training.loop import train
-from vlmcap.testing.tiny_training.probe import attribute_probe, scene_labels
-from vlmcap.testing.tiny_training.tasks import TaskSampler, sampled_clip
+from vlmcap.tiny.model import TRAINED_SPEC, trained_corpus, write_assets
+from vlmcap.tiny.questions import ANSWER_INSTRUCTION
+from vlmcap.tiny.synthetic import SceneSpec, write_video
+from vlmcap.tiny.training.config import IGNORE, TrainConfig
+from vlmcap.tiny.training.encoding import Encoder, collate, forward
+from vlmcap.tiny.training.loop import train
+from vlmcap.tiny.training.probe import attribute_probe, scene_labels
+from vlmcap.tiny.training.tasks import TaskSampler, sampled_clip
 
 
 @pytest.fixture(scope="module")
@@ -162,8 +162,8 @@ def test_colour_blind_init_gives_every_colour_the_same_shape_features(encoder, t
     from PIL import Image
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    from vlmcap.testing.synthetic import PLAIN_RGB, render_image
-    from vlmcap.testing.tiny_training.patch_init import (
+    from vlmcap.tiny.synthetic import PLAIN_RGB, render_image
+    from vlmcap.tiny.training.patch_init import (
         init_patch_embedding,
         shape_colour_direction,
     )
@@ -185,7 +185,7 @@ def test_colour_blind_init_gives_every_colour_the_same_shape_features(encoder, t
 
 
 def test_kmeans_filters_are_unit_norm_shape_parts_and_seeded(encoder):
-    from vlmcap.testing.tiny_training.patch_init import (
+    from vlmcap.tiny.training.patch_init import (
         patch_kmeans_filters,
         shape_colour_direction,
     )

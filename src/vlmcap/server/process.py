@@ -1,6 +1,6 @@
 """vLLM's server as a child process: start it, wait for ``/health``, pass signals on, stop it.
 
-The command comes from ``server_command`` (``vlmcap.client.server_command``). The child runs in
+The command comes from ``server_command`` (``vlmcap.server.command``). The child runs in
 its own session; on Linux it is also told to exit when ``vlmcap serve`` dies, so no orphaned
 server keeps a port or a GPU.
 """
@@ -26,7 +26,7 @@ from typing import IO
 
 import psutil
 
-from vlmcap.client.server_command import ServerStartError
+from vlmcap.server.command import ServerStartError
 
 logger = logging.getLogger(__name__)
 

@@ -4,10 +4,10 @@ With real footage a wrong caption cannot be told apart from a pipeline bug (a dr
 swapped key, a resized image). Here every file comes with the sentence that is true of it
 ("two blue squares moving left") and with multiple-choice questions whose answers are known, so
 users can test their own pipelines end to end, and a tiny model can be trained to see
-(``vlmcap.testing.questions`` asks the questions). The same spec and seed always give the same
+(``vlmcap.tiny.questions`` asks the questions). The same spec and seed always give the same
 pixels and the same file bytes.
 
-    from vlmcap.testing.synthetic import make_dataset
+    from vlmcap.tiny.synthetic import make_dataset
     rows = make_dataset(Path("shapes"), n_images=20, n_videos=10, seed=0)
 """
 
@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw
 
-from vlmcap.testing.tiny_model import COLOURS, DIRECTIONS, SHAPES
+from vlmcap.tiny.model import COLOURS, DIRECTIONS, SHAPES
 
 RGBTuple = tuple[int, int, int]
 Frames = npt.NDArray[np.uint8]  # (T, H, W, 3) RGB

@@ -14,23 +14,23 @@ import pytest
 
 from tests.client.conftest import free_port
 from vlmcap.client import ServerUnavailableError
-from vlmcap.client.server import port_problem
-from vlmcap.client.server_command import (
+from vlmcap.config import VLMConfig
+from vlmcap.plugins.registry import get_plugin
+from vlmcap.server.command import (
     ServeOptions,
     engine_flags,
     offline_max_num_seqs,
     server_command,
     vllm_parser,
 )
-from vlmcap.client.url_file import (
+from vlmcap.server.process import port_problem
+from vlmcap.server.url_file import (
     client_url,
     read_url_file,
     remove_url_file,
     wait_for_url_file,
     write_url_file,
 )
-from vlmcap.config import VLMConfig
-from vlmcap.plugins.registry import get_plugin
 
 ROOT = Path(__file__).resolve().parents[2]
 

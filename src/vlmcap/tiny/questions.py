@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from vlmcap.testing.synthetic import COUNT_WORDS, SceneSpec, random_scene
-from vlmcap.testing.tiny_model import COLOURS, DIRECTIONS, SHAPES
+from vlmcap.tiny.model import COLOURS, DIRECTIONS, SHAPES
+from vlmcap.tiny.synthetic import COUNT_WORDS, SceneSpec, random_scene
 
 CATEGORIES = ("colour", "shape", "count", "direction")
 LETTERS = "ABCD"

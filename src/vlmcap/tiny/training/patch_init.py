@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from vlmcap.testing.synthetic import PLAIN_RGB, RGB, random_scene, render_image
-from vlmcap.testing.tiny_training.config import IMAGE_SIZES
+from vlmcap.tiny.synthetic import PLAIN_RGB, RGB, random_scene, render_image
+from vlmcap.tiny.training.config import IMAGE_SIZES
 
 
 def shape_colour_direction(processor: Any, seed: int = 0) -> np.ndarray:

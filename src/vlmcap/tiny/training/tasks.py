@@ -15,21 +15,21 @@ from PIL import Image
 from vlmcap.media.images import fit_pixels
 from vlmcap.media.video import sample_video
 from vlmcap.media.windows import fps_targets
-from vlmcap.testing.questions import (
+from vlmcap.tiny.questions import (
     CATEGORIES,
     make_pair_question,
     make_picture_question,
     make_question,
     random_pair,
 )
-from vlmcap.testing.synthetic import (
+from vlmcap.tiny.synthetic import (
     SceneSpec,
     random_scene,
     render_image,
     render_video_frames,
     write_video,
 )
-from vlmcap.testing.tiny_training.config import (
+from vlmcap.tiny.training.config import (
     IMAGE_SIZES,
     PAIR_DIFFERENCES,
     VIDEO_FPS,

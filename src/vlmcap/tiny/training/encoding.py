@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
-from vlmcap.testing.tiny_training.config import IGNORE
-from vlmcap.testing.tiny_training.probe import probe_loss, scene_labels
-from vlmcap.testing.tiny_training.tasks import Task
+from vlmcap.tiny.training.config import IGNORE
+from vlmcap.tiny.training.probe import probe_loss, scene_labels
+from vlmcap.tiny.training.tasks import Task
 
 if TYPE_CHECKING:
     import torch

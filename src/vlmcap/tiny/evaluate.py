@@ -1,6 +1,6 @@
 """Score the trained tiny model on fresh synthetic media, through the real vLLM engine.
 
-    python -m vlmcap.testing.evaluate_tiny [--model-path DIR] [--seed S] [--out JSON]
+    python -m vlmcap.tiny.evaluate [--model-path DIR] [--seed S] [--out JSON]
 
 The held-out set is written to disk with ``make_dataset`` (PNG images, mp4 clips) under a seed
 that training never uses, and read back with vlmcap's own loader (``load_file``: clips sampled
@@ -37,15 +37,15 @@ from vlmcap.media.inputs import MediaFile
 from vlmcap.pipeline.units import MediaOptions, load_file
 from vlmcap.qa.choices import extract_choice
 from vlmcap.records import CaptionItem
-from vlmcap.testing.questions import (
+from vlmcap.tiny.model import COLOURS, SHAPES
+from vlmcap.tiny.questions import (
     CATEGORIES,
     make_pair_question,
     make_picture_question,
     make_question,
     random_pair,
 )
-from vlmcap.testing.synthetic import SceneSpec, make_dataset, write_image
-from vlmcap.testing.tiny_model import COLOURS, SHAPES
+from vlmcap.tiny.synthetic import SceneSpec, make_dataset, write_image
 
 if TYPE_CHECKING:
     from vllm import LLM
@@ -292,7 +292,7 @@ def evaluate(eval_set: EvalSet, llm: LLM, plugin: VLMPlugin, config: VLMConfig) 
 def same_prompt_tokens(records: Sequence[Any], plugin: VLMPlugin) -> dict[str, int]:
     """How many records' prompt lengths in vLLM equal what the training code builds for the
     same item (plugin request + processor, as ``train_tiny`` encodes its examples)."""
-    from vlmcap.testing.tiny_training.encoding import processor_inputs
+    from vlmcap.tiny.training.encoding import processor_inputs
 
     processor = plugin.processor()
     same = 0
@@ -334,7 +334,7 @@ def _folder_facts(model_path: Path) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(
-        prog="python -m vlmcap.testing.evaluate_tiny", description=__doc__.split("\n")[0]
+        prog="python -m vlmcap.tiny.evaluate", description=__doc__.split("\n")[0]
     )
     p.add_argument("--model-path", type=Path, default=None, help="default: the shipped model")
     p.add_argument("--images", type=int, default=100)
@@ -346,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
     from vlmcap.engine import load_engine
-    from vlmcap.testing.tiny_model import shipped_model_path
+    from vlmcap.tiny.model import shipped_model_path
 
     model_path = a.model_path or shipped_model_path()
     config = engine_config(model_path)
@@ -373,9 +373,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     import vllm
 
     report = {
-        "command": shlex.join(["python", "-m", "vlmcap.testing.evaluate_tiny", *sys.argv[1:]])
+        "command": shlex.join(["python", "-m", "vlmcap.tiny.evaluate", *sys.argv[1:]])
         if argv is None
-        else shlex.join(["python", "-m", "vlmcap.testing.evaluate_tiny", *argv]),
+        else shlex.join(["python", "-m", "vlmcap.tiny.evaluate", *argv]),
         "model_path": str(model_path),
         "held_out": {"seed": a.seed, "images": a.images, "videos": a.videos, "pairs": a.pairs},
         "engine": {"vllm": vllm.__version__, "load_seconds": round(load_s, 1)},

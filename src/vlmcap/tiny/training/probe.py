@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from vlmcap.testing.synthetic import SceneSpec
-from vlmcap.testing.tiny_model import COLOURS, DIRECTIONS, SHAPES
+from vlmcap.tiny.model import COLOURS, DIRECTIONS, SHAPES
+from vlmcap.tiny.synthetic import SceneSpec
 
 if TYPE_CHECKING:
     import torch

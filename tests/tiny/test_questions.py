@@ -3,7 +3,8 @@ import random
 import pytest
 
 from vlmcap.qa.choices import extract_choice
-from vlmcap.testing.questions import (
+from vlmcap.tiny.model import DIRECTIONS
+from vlmcap.tiny.questions import (
     ANSWER_INSTRUCTION,
     LETTERS,
     PAIR_OPTIONS,
@@ -12,8 +13,7 @@ from vlmcap.testing.questions import (
     make_question,
     random_pair,
 )
-from vlmcap.testing.synthetic import SceneSpec, random_scene
-from vlmcap.testing.tiny_model import DIRECTIONS
+from vlmcap.tiny.synthetic import SceneSpec, random_scene
 
 
 def test_questions_have_four_distinct_options_and_the_right_letter():

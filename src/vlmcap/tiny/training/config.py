@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from vlmcap.testing.tiny_model import SHIPPED_MODEL_DIR, TRAINED_SPEC, TinySpec
+from vlmcap.tiny.model import SHIPPED_MODEL_DIR, TRAINED_SPEC, TinySpec
 
 #: How vlmcap samples clips by default (``MediaOptions``): 2 fps, 448 x 448 frames at most.
 VIDEO_FPS = 2.0
