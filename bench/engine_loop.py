@@ -15,7 +15,7 @@ On a GPU with a real-size model folder and random weights, e.g. (bench/gpu/run_o
         --video-frames 8 --video-side 448 --warmup first --pause 0.5 --lenient
 
 Contenders (every one builds its requests inside the timed region with ``plugin.make_request``
-/ ``make_refine_request`` and ``sampling_params``, and decodes/validates every output):
+/ ``make_stage2_request`` and ``sampling_params``, and decodes/validates every output):
 
     a  generate   vLLM's ``LLM.generate`` on all requests at once (stage 2: a second pass)
     b  inflight   ``caption_items`` with ``inflight_batching=True``, ``max_inflight=cap``
@@ -196,7 +196,7 @@ def refine_request(bench: Bench, item: CaptionItem, caption: str) -> dict[str, A
     record = CaptionRecord(
         key=item.key, request_id=item.key, item=item, prompt=bench.prompt, stage1_caption=caption
     )
-    return bench.plugin.make_refine_request(record, bench.config.stage2_prompt)
+    return bench.plugin.make_stage2_request(record, bench.config.stage2_prompt)
 
 
 # ---- the contenders ---------------------------------------------------------------------------
@@ -650,7 +650,7 @@ def main(argv: list[str] | None = None) -> None:
         AsyncEngineArgs(**engine_kwargs(plugin, config)), usage_context=UsageContext.LLM_CLASS
     )
     async_start = time.perf_counter() - t0
-    prompt = plugin.prompt(config.prompt_variant, config.prompt_text)
+    prompt = plugin.prompt(config.prompt_style, config.prompt_text)
     bench = Bench(llm, async_llm, loop, plugin, config, items, prompt)
 
     def sched(vllm_config: Any) -> dict[str, Any]:

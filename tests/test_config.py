@@ -10,7 +10,7 @@ from vlmcap.config import ConfigError, VLMConfig, load_config_file
 def test_defaults_match_the_documented_values():
     c = VLMConfig()
     assert (c.temperature, c.top_p, c.repetition_penalty) == (0.1, 0.001, 1.05)
-    assert (c.max_output_tokens, c.batch_size, c.num_gpus) == (512, 4, 1)
+    assert (c.max_output_tokens, c.batch_size, c.tensor_parallel_size) == (512, 4, 1)
     assert c.inflight_batching and not c.stage2 and c.preprocess and c.mm_cache
 
 
@@ -21,7 +21,7 @@ def test_defaults_match_the_documented_values():
         ({"temperature": -0.5}, "temperature:"),
         ({"top_p": 0}, "top_p: Input should be greater than 0"),
         ({"batch_size": "four"}, "batch_size: Input should be a valid integer"),
-        ({"num_gpus": 0}, "num_gpus:"),
+        ({"tensor_parallel_size": 0}, "tensor_parallel_size:"),
         ({"max_tokens": 5}, "max_tokens: unknown option; known options:"),
         ({"prompt_text": "   "}, "prompt_text is empty"),
         ({"gpu_memory_utilization": 1.5}, "gpu_memory_utilization:"),

@@ -14,7 +14,7 @@ from typing import Any, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-DEFAULT_REFINE_PROMPT = (
+DEFAULT_STAGE2_PROMPT = (
     "Improve and refine the following description. Keep every fact that the media supports, "
     "remove what it does not, and make it clear and precise:\n"
 )
@@ -35,9 +35,9 @@ class VLMConfig(BaseModel):
         None, description="Local folder or hub id of the weights; default: the plugin's own."
     )
     fp8: bool = Field(False, description="Quantize weights to fp8 at load time (GPU only).")
-    num_gpus: int = Field(1, ge=1, description="Tensor-parallel size.")
+    tensor_parallel_size: int = Field(1, ge=1, description="Tensor-parallel size.")
     # prompt
-    prompt_variant: str = Field("default", description="Named prompt of the plugin.")
+    prompt_style: str = Field("default", description="Named prompt of the plugin.")
     prompt_text: str | None = Field(None, description="Custom prompt text; overrides the variant.")
     # sampling
     max_output_tokens: int = Field(512, ge=1, le=131072)
@@ -65,12 +65,12 @@ class VLMConfig(BaseModel):
     )
     # stage 2
     stage2: bool = Field(False, description="Refine each caption in a second request.")
-    stage2_prompt: str = Field(DEFAULT_REFINE_PROMPT, min_length=1)
+    stage2_prompt: str = Field(DEFAULT_STAGE2_PROMPT, min_length=1)
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         if self.prompt_text is not None and not self.prompt_text.strip():
-            raise ValueError("prompt_text is empty; leave it unset to use prompt_variant")
+            raise ValueError("prompt_text is empty; leave it unset to use prompt_style")
         return self
 
     # ---- construction helpers -------------------------------------------------------------

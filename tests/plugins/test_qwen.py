@@ -46,14 +46,14 @@ def test_refine_request_reuses_media_and_appends_the_stage1_caption(qwen):
     frames = torch.rand(4, 3, 56, 56)
     record = CaptionRecord(key="k", request_id="r", item=CaptionItem("k", frames, fps=2.0))
     record.stage1_caption = "a red circle moving left"
-    req = qwen.make_refine_request(record, "Refine this: ")
+    req = qwen.make_stage2_request(record, "Refine this: ")
     assert "Refine this: a red circle moving left" in req["prompt"]
     assert req["multi_modal_data"]["video"][0].shape == (4, 56, 56, 3)
     with pytest.raises(ValueError, match="stage-1 caption"):
-        qwen.make_refine_request(CaptionRecord(key="k", request_id="r"), "x")
+        qwen.make_stage2_request(CaptionRecord(key="k", request_id="r"), "x")
 
 
-def test_prompt_variants():
+def test_prompt_styles():
     plugin = get_plugin("qwen2.5-vl")
     assert plugin.prompt("short").startswith("Write a very short caption")
     assert plugin.prompt("short", text="custom") == "custom"

@@ -70,7 +70,7 @@ def caption(  # noqa: PLR0915 - one flat function per command, options first
     ext: list[str] = typer.Option(None, "--ext", help="Only these extensions (repeatable)."),
     model: str = typer.Option(None, "--model", "-m", help="Model variant (`vlmcap models`)."),
     model_path: str = typer.Option(None, help="Local weights folder or hub id."),
-    prompt_variant: str = typer.Option(
+    prompt_style: str = typer.Option(
         None,
         "--prompt",
         help="Prompt style: default, simple, short, long, video, video-short, video-long, or "
@@ -84,7 +84,7 @@ def caption(  # noqa: PLR0915 - one flat function per command, options first
     repetition_penalty: float = typer.Option(None, help="[1.05]"),
     seed: int = typer.Option(None, help="Sampling seed [0]."),
     fp8: bool = typer.Option(None, "--fp8/--no-fp8", help="fp8 weights (GPU)."),
-    num_gpus: int = typer.Option(None, help="Tensor-parallel size [1]."),
+    tensor_parallel_size: int = typer.Option(None, help="Tensor-parallel size [1]."),
     preprocess: bool = typer.Option(None, "--preprocess/--no-preprocess"),
     mm_cache: bool = typer.Option(None, "--mm-cache/--no-mm-cache"),
     inflight_batching: bool = typer.Option(

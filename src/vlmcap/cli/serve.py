@@ -102,7 +102,7 @@ def serve(
     options = {
         "model": model,
         "model_path": model_path,
-        "num_gpus": tp,
+        "tensor_parallel_size": tp,
         "max_model_len": max_model_len,
         "gpu_memory_utilization": gpu_memory_utilization,
         "enforce_eager": enforce_eager,

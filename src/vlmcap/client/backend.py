@@ -57,7 +57,7 @@ URL_FILE_WAIT_S = 900.0
 ENGINE_FIELDS = (
     "model_path",
     "fp8",
-    "num_gpus",
+    "tensor_parallel_size",
     "preprocess",
     "mm_cache",
     "prefix_caching",

@@ -40,7 +40,7 @@ def engine_kwargs(plugin: VLMPlugin, config: VLMConfig) -> dict[str, Any]:
         util = CPU_MEMORY_UTILIZATION if cpu else GPU_MEMORY_UTILIZATION
     kwargs: dict[str, Any] = {
         "model": plugin.model_path,
-        "tensor_parallel_size": config.num_gpus,
+        "tensor_parallel_size": config.tensor_parallel_size,
         "gpu_memory_utilization": util,
         "seed": config.seed,
         "enforce_eager": config.enforce_eager,

@@ -9,7 +9,7 @@ Flow trace::
           else next(items)              #   items are pulled lazily: memory stays bounded
                                         #   (a PollingSource: only what is ready, unless
                                         #   the engine is empty)
-          factory.stage1/stage2(record) #   plugin.make_request / make_refine_request
+          factory.stage1/stage2(record) #   plugin.make_request / make_stage2_request
           engine.add_request(...)       #   vLLM's input processing; a rejection fails the record
         engine.step()                   # one engine iteration; returns finished outputs
         apply_output(record, output)    # plugin.decode; -> ok / failed / needs stage 2

@@ -47,9 +47,7 @@ class RequestFactory:
 
     def __post_init__(self) -> None:
         self._processor: Any = None
-        self._default_prompt = self.plugin.prompt(
-            self.config.prompt_variant, self.config.prompt_text
-        )
+        self._default_prompt = self.plugin.prompt(self.config.prompt_style, self.config.prompt_text)
         self._params: dict[int, SamplingParams] = {}
         self._ids = itertools.count()
         self._run = os.urandom(3).hex()
@@ -93,7 +91,7 @@ class RequestFactory:
         assert record.item is not None
         record.stage2_prompt = self.config.stage2_prompt
         try:
-            record.engine_inputs = self.plugin.make_refine_request(
+            record.engine_inputs = self.plugin.make_stage2_request(
                 record, self.config.stage2_prompt
             )
         except Exception as exc:  # noqa: BLE001

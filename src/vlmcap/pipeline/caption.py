@@ -90,7 +90,7 @@ class CaptionSummary:
 
 def style_name(config: VLMConfig) -> str:
     """The prompt style named in output file names: the variant, or ``custom``."""
-    return "custom" if config.prompt_text is not None else config.prompt_variant
+    return "custom" if config.prompt_text is not None else config.prompt_style
 
 
 def plan(
@@ -209,7 +209,7 @@ def caption_files(
     run = run or RunOptions()
     summary = CaptionSummary(files=len(files))
     prompts = {
-        kind: plugin.prompt_for(kind, config.prompt_variant, config.prompt_text)
+        kind: plugin.prompt_for(kind, config.prompt_style, config.prompt_text)
         for kind in ("image", "video")
     }
     start = time.time()

@@ -9,7 +9,7 @@ Flow trace (who calls what, in order) for one item through the offline engine::
         plugin.make_request(prompt, media, processor, fps=...)   -> engine inputs (dict)
     when stage 1 finishes:
         plugin.decode(output)                    -> stage-1 caption
-        plugin.make_refine_request(record, refine_prompt)  -> engine inputs of stage 2
+        plugin.make_stage2_request(record, refine_prompt)  -> engine inputs of stage 2
     when the last stage finishes:
         plugin.decode(output)                    -> final caption
 
@@ -40,7 +40,7 @@ EngineInputs = dict[str, Any]
 
 class VLMPlugin(abc.ABC):
     """Base class of model plugins. Subclasses set the class attributes and implement
-    ``make_request`` (and usually ``make_refine_request``); the rest has sensible defaults."""
+    ``make_request`` (and usually ``make_stage2_request``); the rest has sensible defaults."""
 
     #: Unique name used on the command line (``--model``).
     variant: ClassVar[str]
@@ -119,7 +119,7 @@ class VLMPlugin(abc.ABC):
         """Engine inputs for ``prompt`` over ``media``: a ``(T, C, H, W)`` float tensor in
         [0, 1] (video), one PIL image, or a sequence of PIL images."""
 
-    def make_refine_request(self, record: CaptionRecord, refine_prompt: str) -> EngineInputs:
+    def make_stage2_request(self, record: CaptionRecord, refine_prompt: str) -> EngineInputs:
         """Stage-2 inputs: the refine prompt followed by the stage-1 caption, same media."""
         if record.stage1_caption is None or record.item is None:
             raise ValueError(f"{record.key}: stage 2 needs a stage-1 caption and the item")
