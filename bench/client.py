@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
-    from vlmcap.client.backend import ServerBackend, connect
+    from vlmcap.client.backend import ServerBackend
+    from vlmcap.client.connect import connect
     from vlmcap.client.openai_client import ClientConfig
     from vlmcap.engine import load_engine
     from vlmcap.pipeline.backend import CaptionBackend, OfflineBackend

@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     from vlmcap.media.inputs import discover
     from vlmcap.pipeline.backend import OfflineBackend
     from vlmcap.pipeline.caption import CaptionSummary, RunOptions, caption_files
-    from vlmcap.pipeline.units import MediaOptions, load_file
+    from vlmcap.pipeline.load import MediaOptions, load_file
 
     work = Path(tempfile.mkdtemp(prefix="vlmcap-bench-pipeline-"))
     try:

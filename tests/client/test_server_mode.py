@@ -20,7 +20,8 @@ import pytest
 
 from tests.client.conftest import API_KEY, MODEL, LiveServer, client_env, free_port
 from tests.conftest import engine_config
-from vlmcap.client.backend import ServerBackend, connect
+from vlmcap.client.backend import ServerBackend
+from vlmcap.client.connect import connect
 from vlmcap.client.messages import MediaEncoding
 from vlmcap.client.openai_client import ClientConfig
 from vlmcap.media.inputs import discover

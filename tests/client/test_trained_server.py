@@ -19,7 +19,8 @@ import pytest
 
 from tests.client.conftest import API_KEY, MODEL, LiveServer, client_env, running_server
 from tests.client.test_server_mode import run_client
-from vlmcap.client.backend import ServerBackend, connect
+from vlmcap.client.backend import ServerBackend
+from vlmcap.client.connect import connect
 from vlmcap.client.openai_client import ClientConfig
 from vlmcap.engine.stats import LoopStats
 from vlmcap.plugins.registry import get_plugin

@@ -13,7 +13,7 @@ from tests.conftest import engine_config
 from vlmcap.media.inputs import discover
 from vlmcap.pipeline.backend import OfflineBackend
 from vlmcap.pipeline.caption import RunOptions, caption_files, open_store
-from vlmcap.pipeline.units import MediaOptions
+from vlmcap.pipeline.load import MediaOptions
 from vlmcap.sinks.lock import LockedError
 from vlmcap.tiny.synthetic import SceneSpec, make_dataset, write_video
 

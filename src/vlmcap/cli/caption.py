@@ -133,7 +133,7 @@ def caption(  # noqa: PLR0915 - one flat function per command, options first
     options: dict[str, Any] = {k: v for k, v in locals().items() if k not in _RUN_OPTIONS}
     from vlmcap.cli.errors import usage_error
     from vlmcap.pipeline.caption import RunOptions
-    from vlmcap.pipeline.units import MediaOptions
+    from vlmcap.pipeline.load import MediaOptions
 
     try:
         if prompt_file is not None:
@@ -181,7 +181,8 @@ def caption(  # noqa: PLR0915 - one flat function per command, options first
         print_dry_run(files, output_dir, config, run)
         raise typer.Exit(0)
 
-    from vlmcap.client.backend import ServerBackend, ServerError, open_server
+    from vlmcap.client.backend import ServerBackend
+    from vlmcap.client.connect import ServerError, open_server
     from vlmcap.pipeline.backend import CaptionBackend, OfflineBackend
     from vlmcap.pipeline.caption import caption_files, open_store
     from vlmcap.plugins.registry import UnknownModelError, get_plugin

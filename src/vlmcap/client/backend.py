@@ -28,8 +28,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from vlmcap.client import ServerError
@@ -44,31 +43,13 @@ if TYPE_CHECKING:
     from vlmcap.config import VLMConfig
     from vlmcap.plugins.base import VLMPlugin
 
-__all__ = ["ServerBackend", "ServerError", "apply_reply", "connect", "open_server"]
+__all__ = ["ServerBackend", "ServerError", "apply_reply"]
 
 logger = logging.getLogger(__name__)
 
 #: How long the loop waits for a finished item before polling the item source again, when
 #: there is room for more requests but no decoded item was ready.
 POLL_S = 0.02
-#: Seconds ``vlmcap caption --server-url-file`` waits for the file to appear.
-URL_FILE_WAIT_S = 900.0
-#: Config fields that only the engine uses: ignored (with a warning) in server mode.
-ENGINE_FIELDS = (
-    "model_path",
-    "fp8",
-    "tensor_parallel_size",
-    "preprocess",
-    "mm_cache",
-    "prefix_caching",
-    "max_model_len",
-    "gpu_memory_utilization",
-    "enforce_eager",
-    "engine_args",
-    "inflight_batching",
-    "batch_size",
-    "max_inflight",
-)
 
 
 @dataclass(frozen=True)
@@ -294,80 +275,3 @@ class ServerBackend:
             stats.finished = time.perf_counter()
             worker.close()
             stats.requests += worker.captioner.requests
-
-
-def connect(settings: ClientConfig, config: VLMConfig) -> ClientConfig:
-    """Check the server; ``settings`` with ``model`` resolved (``auto``: the only one served).
-
-    When ``config`` names no model (neither option nor config file) and the server's model is
-    a vlmcap plugin variant (as ``vlmcap serve`` names it), ``config.model`` is set to it, so
-    prompts, decoding and output names match the server. Raises ``ServerError`` subclasses.
-    """
-    from vlmcap.plugins.registry import available
-
-    async def resolve() -> str:
-        client = ServerClient(settings)
-        try:
-            return await client.resolve_model()
-        finally:
-            await client.close()
-
-    served = asyncio.run(resolve())
-    settings = replace(settings, model=served)
-    if served != config.model:
-        if "model" not in config.model_fields_set and served in available():
-            config.model = served
-        else:
-            logger.warning(
-                "the server serves %r; captions use the prompts and decoding of model %r",
-                served,
-                config.model,
-            )
-    ignored = sorted(set(ENGINE_FIELDS) & config.model_fields_set)
-    if ignored:
-        logger.warning(
-            "ignored with a server (they belong to `vlmcap serve`): %s", ", ".join(ignored)
-        )
-    logger.info("captioning through %s, model %s", settings.url, served)
-    return settings
-
-
-def open_server(
-    config: VLMConfig,
-    *,
-    url: str | None,
-    url_file: Path | None,
-    served_model: str = "auto",
-    api_key: str | None = None,
-    concurrency: int = 16,
-    request_timeout: float = 600.0,
-    retries: int = 8,
-    url_file_wait_s: float = URL_FILE_WAIT_S,
-) -> ClientConfig | None:
-    """``vlmcap caption``'s server options -> checked settings; None when neither ``url`` nor
-    ``url_file`` is given (offline mode). May set ``config.model`` (see ``connect``).
-
-    Raises ``ValueError`` for bad options and ``ServerError`` when the server is not usable.
-    """
-    from vlmcap.server.url_file import wait_for_url_file
-
-    if url is not None and url_file is not None:
-        raise ValueError("give --server-url or --server-url-file, not both")
-    if url is None:
-        if url_file is None:
-            return None
-        url = wait_for_url_file(url_file, url_file_wait_s)
-    settings = ClientConfig(
-        url=url,
-        api_key=api_key,
-        model=served_model,
-        concurrency=concurrency,
-        request_timeout=request_timeout,
-        retries=retries,
-    )
-    try:
-        return connect(settings, config)
-    except ServerError as exc:
-        if url_file is not None:
-            raise type(exc)(f"{exc} (URL read from {url_file}; a stale file?)") from None
-        raise

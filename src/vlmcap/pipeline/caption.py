@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 from vlmcap.engine.stats import LoopStats
 from vlmcap.media.inputs import MediaFile
 from vlmcap.pipeline.backend import CaptionBackend
+from vlmcap.pipeline.load import LoadResult, MediaOptions, load_file
 from vlmcap.pipeline.prefetch import Prefetcher
-from vlmcap.pipeline.units import LoadResult, MediaOptions, load_file
 from vlmcap.records import CaptionItem, CaptionRecord, Status
 from vlmcap.sinks.resume import ResumeState
 from vlmcap.sinks.store import RecordStore

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from vlmcap.media.images import load_image
 from vlmcap.media.inputs import MediaFile
-from vlmcap.pipeline.units import MediaOptions, load_file
+from vlmcap.pipeline.load import MediaOptions, load_file
 from vlmcap.qa.choices import extract_choice
 from vlmcap.records import CaptionItem
 from vlmcap.tiny.model import COLOURS, SHAPES
