@@ -139,11 +139,10 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
-    from vlmcap.client.backend import ServerBackend
     from vlmcap.client.connect import connect
     from vlmcap.client.openai_client import ClientConfig
     from vlmcap.engine import load_engine
-    from vlmcap.pipeline.backend import CaptionBackend, OfflineBackend
+    from vlmcap.pipeline.backend import Backend, OfflineBackend, ServerBackend
     from vlmcap.pipeline.caption import RunOptions
 
     work = Path(tempfile.mkdtemp(prefix="vlmcap-bench-client-"))
@@ -162,9 +161,7 @@ def main(argv: list[str] | None = None) -> None:
         run = RunOptions(workers=args.workers)
         counter = {"n": 0}
 
-        def contender(
-            make: Callable[[], CaptionBackend], idle: list[psutil.Process]
-        ) -> Callable[[], Any]:
+        def contender(make: Callable[[], Backend], idle: list[psutil.Process]) -> Callable[[], Any]:
             def go() -> dict[str, Any]:
                 counter["n"] += 1
                 out = work / f"out{counter['n']}"
@@ -176,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
 
             return go
 
-        def client(c: int) -> Callable[[], CaptionBackend]:
+        def client(c: int) -> Callable[[], Backend]:
             settings = connect(ClientConfig(url=opts.local_url, concurrency=c), config)
             return lambda: ServerBackend(settings, plugin, config)
 

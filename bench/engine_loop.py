@@ -15,7 +15,8 @@ On a GPU with a real-size model folder and random weights, e.g. (bench/gpu/run_o
         --video-frames 8 --video-side 448 --warmup first --pause 0.5 --lenient
 
 Contenders (every one builds its requests inside the timed region with ``plugin.make_request``
-/ ``make_stage2_request`` and ``sampling_params``, and decodes/validates every output):
+/ ``make_stage2_request`` -> ``plugin.engine_inputs`` and ``Sampling``, and decodes/validates
+every output):
 
     a  generate   vLLM's ``LLM.generate`` on all requests at once (stage 2: a second pass)
     b  inflight   ``caption_items`` with ``inflight_batching=True``, ``max_inflight=cap``
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
 
     from vlmcap.config import VLMConfig
     from vlmcap.plugins.base import VLMPlugin
-    from vlmcap.records import CaptionItem
+    from vlmcap.records import Item
 
 logger = logging.getLogger("bench.engine_loop")
 
@@ -78,7 +79,7 @@ RATIOS: list[tuple[str, str, float | None, int | None]] = [
     ("b", "e", 1.0, None),
     ("c", "a", None, None),
 ]
-_FINISHED_OK = ("stop", "length")  # as vlmcap.engine.requests.apply_output
+_FINISHED_OK = ("stop", "length")  # as vlmcap.core.lifecycle settles outputs
 
 
 @dataclass
@@ -100,7 +101,7 @@ class Bench:
     loop: asyncio.AbstractEventLoop
     plugin: VLMPlugin
     config: VLMConfig
-    items: list[CaptionItem]
+    items: list[Item]
     prompt: str
 
 
@@ -121,7 +122,7 @@ def make_items(
     video_frames: tuple[int, ...] = VIDEO_FRAMES,
     video_side: int = VIDEO_SIDE,
     max_tokens_range: tuple[int, int] = MAX_TOKENS,
-) -> tuple[list[CaptionItem], dict[str, Any]]:
+) -> tuple[list[Item], dict[str, Any]]:
     """Seeded mix: 2/3 images of varied sizes (width and height each one of ``sides``), 1/3
     videos (``video_frames`` frames of ``video_side`` squared; default 4-8 frames at 112x112),
     each with its own ``max_tokens`` in ``max_tokens_range`` (default 8..48) so requests finish
@@ -130,24 +131,24 @@ def make_items(
     import torch
     from PIL import Image
 
-    from vlmcap.records import CaptionItem
+    from vlmcap.records import Item
 
     rng = random.Random(seed)
     nprng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     side = video_side
-    items: list[CaptionItem] = []
+    items: list[Item] = []
     for i in range(n):
         max_tokens = rng.randint(*max_tokens_range)
         if i % 3 == 2:
             frames = rng.choice(video_frames)
             media: Any = torch.rand(frames, 3, side, side, generator=gen)
-            items.append(CaptionItem(f"vid{i:04d}", media, fps=2.0, max_tokens=max_tokens))
+            items.append(Item(f"vid{i:04d}", media, fps=2.0, max_tokens=max_tokens))
             items[-1].meta["shape"] = [frames, 3, side, side]
         else:
             w, h = rng.choice(sides), rng.choice(sides)
             pixels = nprng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-            items.append(CaptionItem(f"img{i:04d}", Image.fromarray(pixels), max_tokens=max_tokens))
+            items.append(Item(f"img{i:04d}", Image.fromarray(pixels), max_tokens=max_tokens))
             items[-1].meta["shape"] = [w, h]
     tokens = [it.max_tokens or 0 for it in items]
     videos = [it for it in items if it.key.startswith("vid")]
@@ -171,7 +172,7 @@ def make_items(
 
 
 def classify(bench: Bench, output: RequestOutput | None) -> tuple[str | None, int]:
-    """(caption text or None when not ok, output tokens): same rules as ``apply_output``."""
+    """(caption text or None when not ok, output tokens): the lifecycle's rules."""
     completion = output.outputs[0] if output is not None and output.outputs else None
     if completion is None:
         return None, 0
@@ -182,21 +183,22 @@ def classify(bench: Bench, output: RequestOutput | None) -> tuple[str | None, in
     return (text or None), tokens
 
 
-def stage1_request(bench: Bench, item: CaptionItem) -> tuple[dict[str, Any], SamplingParams]:
-    from vlmcap.engine.sampling import sampling_params
+def stage1_request(bench: Bench, item: Item) -> tuple[dict[str, Any], SamplingParams]:
+    from vlmcap.core import Sampling
 
-    processor = bench.plugin.processor()
-    inputs = bench.plugin.make_request(bench.prompt, item.media, processor, fps=item.fps)
-    return inputs, sampling_params(bench.config, item.max_tokens)
+    request = bench.plugin.make_request(bench.prompt, item.media, fps=item.fps)
+    inputs = bench.plugin.engine_inputs(request, bench.plugin.processor())
+    return inputs, Sampling.from_config(bench.config, item.max_tokens).to_vllm()
 
 
-def refine_request(bench: Bench, item: CaptionItem, caption: str) -> dict[str, Any]:
-    from vlmcap.records import CaptionRecord
+def refine_request(bench: Bench, item: Item, caption: str) -> dict[str, Any]:
+    from vlmcap.records import Record
 
-    record = CaptionRecord(
-        key=item.key, request_id=item.key, item=item, prompt=bench.prompt, stage1_caption=caption
+    record = Record(
+        key=item.key, request_id=item.key, item=item, prompt=bench.prompt, stage1_text=caption
     )
-    return bench.plugin.make_stage2_request(record, bench.config.stage2_prompt)
+    request = bench.plugin.make_stage2_request(record, bench.config.stage2_prompt)
+    return bench.plugin.engine_inputs(request, bench.plugin.processor())
 
 
 # ---- the contenders ---------------------------------------------------------------------------
@@ -209,7 +211,7 @@ def run_generate(bench: Bench, stage2: bool) -> RunResult:
         [cast(Any, b[0]) for b in built], [b[1] for b in built], use_tqdm=False
     )
     ok = tokens = 0
-    refine: list[tuple[CaptionItem, SamplingParams, str]] = []
+    refine: list[tuple[Item, SamplingParams, str]] = []
     for item, (_, params), output in zip(bench.items, built, outputs, strict=True):
         text, n = classify(bench, output)
         tokens += n
@@ -245,22 +247,22 @@ def run_vlmcap(bench: Bench, cap: int, stage2: bool, inflight: bool) -> RunResul
     records = caption_items(bench.items, bench.llm, bench.plugin, config)
     ok = sum(r.status == Status.OK for r in records)
     tokens = sum(r.output_tokens for r in records)
-    requests = sum(1 + (r.stage1_caption is not None and stage2) for r in records)
+    requests = sum(1 + (r.stage1_text is not None and stage2) for r in records)
     return RunResult(len(records), ok, tokens, requests)
 
 
 def run_one_per_step(bench: Bench, cap: int, stage2: bool) -> RunResult:
     """(d) the baseline: at most ONE new request per ``engine.step()``, refines first."""
     engine = bench.llm.llm_engine
-    source: Iterator[CaptionItem] = iter(bench.items)
-    refine: deque[tuple[CaptionItem, SamplingParams, str]] = deque()
-    inflight: dict[str, tuple[CaptionItem, SamplingParams, int]] = {}
+    source: Iterator[Item] = iter(bench.items)
+    refine: deque[tuple[Item, SamplingParams, str]] = deque()
+    inflight: dict[str, tuple[Item, SamplingParams, int]] = {}
     run, ids = os.urandom(3).hex(), itertools.count()
     exhausted = False
     ok = tokens = requests = 0
     while True:
         if len(inflight) < cap:
-            job: tuple[CaptionItem, dict[str, Any], SamplingParams, int] | None = None
+            job: tuple[Item, dict[str, Any], SamplingParams, int] | None = None
             if refine:
                 item, params, caption = refine.popleft()
                 job = (item, refine_request(bench, item, caption), params, 2)
@@ -303,7 +305,7 @@ async def _run_async(bench: Bench, cap: int, stage2: bool) -> RunResult:
     semaphore = asyncio.Semaphore(cap)
     run = os.urandom(3).hex()
 
-    async def one(index: int, item: CaptionItem) -> tuple[int, int, int]:
+    async def one(index: int, item: Item) -> tuple[int, int, int]:
         async with semaphore:
             inputs, params = stage1_request(bench, item)
             output = await _final(

@@ -191,8 +191,9 @@ def main(argv: list[str] | None = None) -> None:
     from vlmcap.engine import caption_items, load_engine
     from vlmcap.media.inputs import discover
     from vlmcap.pipeline.backend import OfflineBackend
-    from vlmcap.pipeline.caption import CaptionSummary, RunOptions, caption_files
+    from vlmcap.pipeline.caption import RunOptions, caption_files
     from vlmcap.pipeline.load import MediaOptions, load_file
+    from vlmcap.pipeline.run import RunSummary
 
     work = Path(tempfile.mkdtemp(prefix="vlmcap-bench-pipeline-"))
     try:
@@ -217,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
         def pipeline() -> dict[str, Any]:
             runs["n"] += 1
             out = work / f"out{runs['n']}"
-            summary: CaptionSummary = caption_files(
+            summary: RunSummary = caption_files(
                 files,
                 backend,
                 plugin,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vlmcap.config import ConfigError, VLMConfig, load_config_file
+from vlmcap.config import DEFAULT_STAGE2_PROMPT, ConfigError, VLMConfig, load_config_file
+from vlmcap.options import EngineOptions, PromptOptions, SamplingOptions
 
 
 def test_defaults_match_the_documented_values():
@@ -12,6 +13,16 @@ def test_defaults_match_the_documented_values():
     assert (c.temperature, c.top_p, c.repetition_penalty) == (0.1, 0.001, 1.05)
     assert (c.max_output_tokens, c.batch_size, c.tensor_parallel_size) == (512, 4, 1)
     assert c.inflight_batching and not c.stage2 and c.preprocess and c.mm_cache
+    assert c.stage2_prompt == DEFAULT_STAGE2_PROMPT and c.model == "qwen2.5-vl"
+
+
+def test_the_config_is_made_of_the_option_groups():
+    assert issubclass(VLMConfig, EngineOptions | SamplingOptions | PromptOptions)
+    c = VLMConfig(model="tiny-qwen2.5-vl")
+    c.model = "qwen2.5-vl"  # a server may name the model after validation
+    with pytest.raises(ValueError, match="temperature"):
+        c.temperature = -1.0
+    assert c.model_fields_set == {"model"}
 
 
 @pytest.mark.parametrize(
@@ -72,3 +83,18 @@ def test_unknown_key_in_file_is_rejected(tmp_path):
     path.write_text("modle: qwen2.5-vl\n")
     with pytest.raises(ConfigError, match="modle: unknown option"):
         VLMConfig.from_file(path)
+
+
+def test_old_key_names_are_read_under_the_new_ones(tmp_path):
+    path = tmp_path / "old.yaml"
+    path.write_text("prompt_variant: short\nnum-gpus: 2\n")
+    assert load_config_file(path) == {"prompt_style": "short", "tensor_parallel_size": 2}
+    config = VLMConfig.from_file(path)
+    assert (config.prompt_style, config.tensor_parallel_size) == ("short", 2)
+
+
+def test_a_key_given_twice_is_refused(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("max_output_tokens: 5\nmax-output-tokens: 6\n")
+    with pytest.raises(ConfigError, match="max_output_tokens is given twice"):
+        load_config_file(path)

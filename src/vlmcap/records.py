@@ -1,20 +1,25 @@
-"""Items going in and records coming out of a caption run.
+"""Items going in and records coming out of the request lifecycle, for every task and backend.
 
-A ``CaptionItem`` is what the caller prepares (a key, the media, optional prompt). The engine turns
-each item into exactly one ``CaptionRecord`` that carries it through its life::
+An ``Item`` is what the caller prepares (a key, the media, optional prompt). The lifecycle
+(``vlmcap.core.lifecycle``) turns each item into exactly one ``Record`` that carries it through
+its life, whichever transport runs its requests (vLLM's engine here, a server, a Ray actor)::
 
     pending -> stage1 -> [stage2 ->] ok
            \\-------------------------> failed   (with ``error`` naming the cause)
 
-A failed record never carries a caption; a truncated output (finish reason ``length``) stays
-``ok`` but is flagged by ``truncated``.
+A failed record never carries text; a truncated output (finish reason ``length``) stays ``ok``
+but is flagged by ``truncated``. What a task writes to disk is a row built from the record
+(``vlmcap.rows``): a caption run's ``caption`` column is the record's ``text``.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vlmcap.core.request import ModelRequest, Sampling
 
 #: Media accepted by plugins: a ``(T, C, H, W)`` float tensor in [0, 1] (a video clip), one PIL
 #: image, or a sequence of PIL images (several images in one prompt). Kept as ``Any`` so that
@@ -31,8 +36,9 @@ class Status(enum.StrEnum):
 
 
 @dataclass
-class CaptionItem:
-    """One unit of work: a video clip or window, an image, or a group of images."""
+class Item:
+    """One unit of work: a video clip or window, an image, or a group of images, with the
+    prompt to ask about it (a caption instruction, a question)."""
 
     key: str
     media: Media
@@ -46,7 +52,7 @@ class CaptionItem:
 class Timings:
     """Wall-clock instants (``time.time()`` seconds) of one record's life."""
 
-    queued: float | None = None  # first request handed to the engine
+    queued: float | None = None  # first request handed to the transport
     first_token: float | None = None  # first output token of stage 1
     stage1_finished: float | None = None
     finished: float | None = None  # final output (or failure)
@@ -65,25 +71,30 @@ class Timings:
 
 
 @dataclass
-class CaptionRecord:
+class Record:
+    """The state of one item through its requests; finished when ``ok`` or ``failed``."""
+
     key: str
     request_id: str
-    item: CaptionItem | None = field(default=None, repr=False)
+    item: Item | None = field(default=None, repr=False)
     prompt: str = ""
     status: Status = Status.PENDING
-    stage1_caption: str | None = None
+    stage1_text: str | None = None
     stage2_prompt: str | None = None
-    caption: str | None = None
+    text: str | None = None
     error: str | None = None
     finish_reason: str | None = None
     stage1_finish_reason: str | None = None
     prompt_tokens: int = 0  # summed over stages
     output_tokens: int = 0  # summed over stages
     timings: Timings = field(default_factory=Timings)
-    #: Engine inputs of the request now in flight (prompt token ids + multimodal data).
-    engine_inputs: dict[str, Any] | None = field(default=None, repr=False)
-    #: Sampling parameters of the request now in flight (for debug_request).
-    sampling: Any = field(default=None, repr=False)
+    #: The model request now in flight (for debug dumps); dropped once the record is done.
+    request: ModelRequest | None = field(default=None, repr=False)
+    #: Sampling of the request now in flight.
+    sampling: Sampling | None = field(default=None, repr=False)
+    #: A transport's per-record cache (e.g. media already encoded for a server, reused by
+    #: stage 2); cleared when the record is done.
+    scratch: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def truncated(self) -> bool:
@@ -95,33 +106,21 @@ class CaptionRecord:
         return self.status in (Status.OK, Status.FAILED)
 
     def fail(self, reason: str, now: float | None = None) -> None:
-        """Mark this record failed; whatever caption text it had is dropped, never written."""
+        """Mark this record failed; whatever text it had is dropped, never written."""
         self.status = Status.FAILED
         self.error = reason
-        self.caption = None
+        self.text = None
         if now is not None:
             self.timings.finished = now
-        self.engine_inputs = None
+        self._release()
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready view without media or engine inputs."""
-        return {
-            "key": self.key,
-            "request_id": self.request_id,
-            "status": str(self.status),
-            "caption": self.caption,
-            "stage1_caption": self.stage1_caption,
-            "stage2_prompt": self.stage2_prompt,
-            "prompt": self.prompt,
-            "error": self.error,
-            "finish_reason": self.finish_reason,
-            "stage1_finish_reason": self.stage1_finish_reason,
-            "truncated": self.truncated,
-            "prompt_tokens": self.prompt_tokens,
-            "output_tokens": self.output_tokens,
-            "queued_at": self.timings.queued,
-            "first_token_at": self.timings.first_token,
-            "finished_at": self.timings.finished,
-            "latency_s": self.timings.latency,
-            "ttft_s": self.timings.ttft,
-        }
+    def finish(self, text: str, now: float) -> None:
+        """Mark this record ``ok`` with its final ``text``."""
+        self.text = text
+        self.status = Status.OK
+        self.timings.finished = now
+        self._release()
+
+    def _release(self) -> None:
+        self.request = None
+        self.scratch.clear()

@@ -100,11 +100,23 @@ def test_bad_media_raises():
 
 def test_plugin_messages_put_media_before_the_prompt_and_add_the_system_turn():
     parts = [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}]
+    image = Image.new("RGB", (4, 4))
     qwen = get_plugin("qwen2.5-vl")
-    [user] = qwen.openai_messages("Describe.", parts)
+    [user] = qwen.chat_messages(qwen.make_request("Describe.", image), [parts])
     assert user["role"] == "user"
     assert user["content"] == [*parts, {"type": "text", "text": "Describe."}]
     cosmos = get_plugin("cosmos-reason1")
-    system, user = cosmos.openai_messages("Describe.", parts)
+    system, user = cosmos.chat_messages(cosmos.make_request("Describe.", image), [parts])
     assert system == {"role": "system", "content": cosmos.system_prompt}
     assert user["content"][-1]["text"] == "Describe."
+
+
+def test_a_clip_sent_as_images_fills_its_one_placeholder_with_every_frame():
+    import torch
+
+    qwen = get_plugin("qwen2.5-vl")
+    clip = torch.rand(5, 3, 28, 28)
+    encoded = encode_media(clip, 2.0, video="images", max_images=3)
+    assert [len(g) for g in encoded.groups] == [3]
+    [user] = qwen.chat_messages(qwen.make_request("What moves?", clip), encoded.groups)
+    assert [p["type"] for p in user["content"]] == ["image_url"] * 3 + ["text"]

@@ -19,10 +19,10 @@ import pytest
 
 from tests.client.conftest import API_KEY, MODEL, LiveServer, client_env, running_server
 from tests.client.test_server_mode import run_client
-from vlmcap.client.backend import ServerBackend
 from vlmcap.client.connect import connect
 from vlmcap.client.openai_client import ClientConfig
-from vlmcap.engine.stats import LoopStats
+from vlmcap.core import LoopStats
+from vlmcap.pipeline.backend import ServerBackend
 from vlmcap.plugins.registry import get_plugin
 from vlmcap.tiny.evaluate import (
     EvalSet,

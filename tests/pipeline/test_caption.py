@@ -88,12 +88,13 @@ def test_resume_skips_done_files_and_overwrite_starts_over(
     first = caption_files(files[:3], backend, plugin, config, tmp_path)
     assert first.ok + first.failed == 3
     second = caption_files(files, backend, plugin, config, tmp_path)
-    assert second.files_done_before == 3
+    assert second.inputs_done_before == 3
+    assert second.skipped_keys == 3  # the store counts what resume skipped (it logs it too)
     assert second.ok + second.failed == len(files) - 3
     keys = [r["key"] for r in rows_of(tmp_path)]
     assert sorted(keys) == sorted(f.key for f in files)  # no gaps, no duplicates
     third = caption_files(files, backend, plugin, config, tmp_path, run=RunOptions(overwrite=True))
-    assert third.files_done_before == 0 and third.ok + third.failed == len(files)
+    assert third.inputs_done_before == 0 and third.ok + third.failed == len(files)
     assert sorted(r["key"] for r in rows_of(tmp_path)) == sorted(f.key for f in files)
 
 
@@ -104,11 +105,11 @@ def test_failed_items_are_retried_only_when_asked(engine, tiny_model_path, tmp_p
     write_video(src / "ok.mp4", SceneSpec("blue", "square"), seconds=1.0)
     out = tmp_path / "out"
     first = run(engine, tiny_model_path, src, out)
-    assert first.files_failed == 1
+    assert first.inputs_failed == 1
     again = run(engine, tiny_model_path, src, out)
-    assert again.files_done_before == 2 and again.rows == 0
+    assert again.inputs_done_before == 2 and again.rows == 0
     retried = run(engine, tiny_model_path, src, out, retry_failed=True)
-    assert retried.files_done_before == 1 and retried.failed == 1
+    assert retried.inputs_done_before == 1 and retried.failed == 1
     assert [r["key"] for r in rows_of(out)].count("empty.png") == 2
 
 
@@ -145,4 +146,4 @@ def test_bad_files_fail_alone_with_reasons(engine, tiny_model_path, tmp_path):
         assert row["status"] == "failed" and row["caption"] is None
         assert key in row["error"], row["error"]
     assert "empty" in by_key["zero.mp4"]["error"]
-    assert summary.files_failed >= 4
+    assert summary.inputs_failed >= 4

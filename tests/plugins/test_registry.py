@@ -59,10 +59,16 @@ def test_model_path_resolution(tmp_path, monkeypatch):
     assert registry.get_plugin("qwen2.5-vl", "/x").model_path == "/x"
 
 
-def test_abstract_interface_is_enforced():
-    class Incomplete(VLMPlugin):
-        variant = "incomplete"
+def test_a_plugin_needs_only_its_names_to_describe_requests():
+    from PIL import Image
+
+    class Minimal(VLMPlugin):
+        variant = "minimal"
         model_id = "x/y"
 
-    with pytest.raises(TypeError, match="make_request"):
-        Incomplete()  # type: ignore[abstract]
+    image = Image.new("RGB", (8, 8))
+    request = Minimal().make_request("What is it?", image)
+    assert request.media is image
+    assert request.messages == [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is it?"}]}
+    ]

@@ -8,11 +8,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vlmcap.rows import CaptionRow
 from vlmcap.sinks.files import JsonlWriter
 from vlmcap.sinks.parquet import (
-    COLUMNS,
     EXTRA_COLUMN,
-    record_schema,
+    parquet_schema,
     write_parquet,
     write_parquet_from_jsonl,
 )
@@ -44,8 +44,8 @@ def test_schema_is_the_same_for_empty_and_full_files(tmp_path: Path) -> None:
     assert write_parquet([_full_row("a"), {"key": "b", "status": "failed"}], full) == 2
     empty_schema = pq.read_schema(empty)
     assert empty_schema.equals(pq.read_schema(full))
-    assert empty_schema.equals(record_schema())
-    assert empty_schema.names == [name for name, _ in COLUMNS] + [EXTRA_COLUMN]
+    assert empty_schema.equals(parquet_schema())
+    assert empty_schema.names == [name for name, _ in CaptionRow.columns()] + [EXTRA_COLUMN]
     assert empty_schema.field("window_start").type == pa.float64()
     assert empty_schema.field("prompt_tokens").type == pa.int64()
     assert empty_schema.field("caption").type == pa.string()

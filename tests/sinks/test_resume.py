@@ -93,9 +93,9 @@ def test_last_row_per_key_wins(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     state = ResumeState.load(path)
-    assert state.captions() == {"a": "A2", "b": "B2"}
+    assert state.texts() == {"a": "A2", "b": "B2"}
     assert set(state.failed) == {"c"}
-    assert state.failed["c"]["error"] == "later failure"
+    assert state.failed["c"].error == "later failure"
     assert [r.get("caption") for r in final_rows(path).values()] == ["A2", "B2", None]
 
 
@@ -115,7 +115,7 @@ def test_retry_failed_semantics(tmp_path: Path) -> None:
     with path.open("a", encoding="utf-8") as fh:
         fh.write(_line(key="bad", status="ok", caption="fixed"))
     state = ResumeState.load(path)
-    assert state.captions() == {"done": "D", "bad": "fixed"}
+    assert state.texts() == {"done": "D", "bad": "fixed"}
     assert state.failed == {}
 
 
@@ -129,7 +129,7 @@ def test_rows_of_other_models_and_styles_are_ignored(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     state = ResumeState.load(path, model="m", style="default")
-    assert state.captions() == {"a": "m1", "c": "legacy row without model"}
+    assert state.texts() == {"a": "m1", "c": "legacy row without model"}
     assert state.failed == {}
 
 

@@ -13,7 +13,6 @@ import pytest
 from safetensors import safe_open
 
 from vlmcap.media.video import sample_video
-from vlmcap.plugins.qwen2_5_vl import chat_messages
 from vlmcap.tiny.model import TRAINED_SPEC, trained_corpus, write_assets
 from vlmcap.tiny.questions import ANSWER_INSTRUCTION
 from vlmcap.tiny.synthetic import SceneSpec, write_video
@@ -48,7 +47,7 @@ def test_examples_are_vlmcap_requests_with_loss_on_the_answer_only(encoder, tmp_
         assert len({t.media_id for t in tasks}) == 1
         for task in tasks:
             request = encoder.request(task)
-            messages = chat_messages(task.prompt, task.media)
+            messages = encoder.plugin.make_request(task.prompt, task.media).messages
             expected = encoder.processor.apply_chat_template(
                 messages, tokenize=False, add_generation_prompt=True
             )

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from vlmcap.plugins.tiny import TinyQwen25VLPlugin
-from vlmcap.records import CaptionItem
+from vlmcap.records import Item
 from vlmcap.tiny.evaluate import (
     EvalSet,
     ask,
@@ -59,9 +59,9 @@ def caption(trained_engine, media: Any, fps: float | None = None) -> str:
     from vlmcap.engine import caption_items
 
     llm, plugin, config = trained_engine
-    (record,) = caption_items([CaptionItem("one", media, fps=fps)], llm, plugin, config)
-    assert record.caption is not None, record.error
-    return str(record.caption)
+    (record,) = caption_items([Item("one", media, fps=fps)], llm, plugin, config)
+    assert record.text is not None, record.error
+    return str(record.text)
 
 
 def test_the_plugin_uses_the_shipped_weights_by_default():

@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
@@ -20,10 +20,14 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from vlmcap.core.stats import LoopStats
+
 if TYPE_CHECKING:
     from vlmcap.config import VLMConfig
     from vlmcap.media.inputs import MediaFile
-    from vlmcap.pipeline.caption import CaptionSummary, RunOptions
+    from vlmcap.pipeline.caption import RunOptions
+    from vlmcap.pipeline.run import RunSummary
+    from vlmcap.rows import Row
 
 err = Console(stderr=True)
 out = Console()
@@ -65,23 +69,23 @@ class CaptionProgress:
             err.print(f"resuming: {done_before} file(s) done by an earlier run, {todo} to do")
         self._progress.update(self._task, total=todo + done_before, completed=done_before)
 
-    def row(self, row: dict[str, Any]) -> None:
+    def row(self, row: Row) -> None:
         self._rows += 1
-        self._tokens += int(row.get("output_tokens") or 0)
-        failed = row["status"] != "ok"
+        self._tokens += row.output_tokens
+        failed = not row.ok
         self._failed += failed
         secs = max(time.monotonic() - self._start, 1e-6)
         rate = f"{self._rows / secs:.2f} rows/s  {self._tokens / secs:.0f} tok/s"
         self._progress.update(self._task, rows=self._rows, rate=rate, failed=self._failed)
         if len(self.shown) < SHOWN_ROWS:
-            text = row["caption"] if not failed else f"[red]{escape(str(row['error']))}[/red]"
-            self.shown.append((escape(row["key"]), str(row["status"]), text))
+            text = escape(row.text or "") if not failed else f"[red]{escape(str(row.error))}[/red]"
+            self.shown.append((escape(row.key), row.status, text))
 
     def file_done(self, key: str) -> None:
         self._progress.advance(self._task)
 
 
-def print_summary(summary: CaptionSummary, shown: Sequence[tuple[str, str, str]]) -> None:
+def print_summary(summary: RunSummary, shown: Sequence[tuple[str, str, str]]) -> None:
     if shown:
         table = Table("item", "status", "caption / error", title="captions (first rows)")
         for row in shown:
@@ -90,18 +94,19 @@ def print_summary(summary: CaptionSummary, shown: Sequence[tuple[str, str, str]]
     facts = Table("", "", show_header=False, title="summary")
     loop = summary.loop
     for name, value in (
-        ("files", f"{summary.files} ({summary.files_done_before} done earlier)"),
+        ("files", f"{summary.inputs} ({summary.inputs_done_before} done earlier)"),
         ("rows written", f"{summary.ok} ok, {summary.failed} failed"),
-        ("files unreadable", str(summary.files_failed)),
-        ("windows not sent", str(summary.windows_not_sent)),
+        ("files unreadable", str(summary.inputs_failed)),
+        ("windows not sent", str(summary.not_sent)),
         ("truncated", str(summary.truncated)),
         ("tokens", f"{summary.prompt_tokens} prompt, {summary.output_tokens} output"),
         ("speed", f"{summary.rows_per_s:.2f} rows/s, {summary.tokens_per_s:.1f} tok/s"),
         (
-            "engine busy",
-            f"{loop.busy_fraction:.0%} of {loop.wall_s:.1f} s, "
-            f"{loop.mean_inflight:.1f} requests inside on average",
+            "busy",
+            f"requests inside {loop.busy_fraction:.0%} of {loop.wall_s:.1f} s, "
+            f"{loop.mean_inflight:.1f} on average (peak {loop.peak_inflight})",
         ),
+        ("requests", _requests_line(loop)),
         ("wall time", f"{summary.seconds:.1f} s"),
     ):
         facts.add_row(name, value)
@@ -111,13 +116,20 @@ def print_summary(summary: CaptionSummary, shown: Sequence[tuple[str, str, str]]
         out.print(f"{name}: {path}")
 
 
+def _requests_line(loop: LoopStats) -> str:
+    line = f"{loop.requests} sent, {loop.replies} replies"
+    if loop.engine_steps is not None:
+        line += f", {loop.engine_steps} engine steps"
+    return line
+
+
 def print_dry_run(
     files: Sequence[MediaFile], output_dir: Path, config: VLMConfig, run: RunOptions
 ) -> None:
     """List the files a run would caption, and which an earlier run already finished."""
-    from vlmcap.pipeline.caption import plan, style_name
     from vlmcap.sinks.resume import ResumeState
     from vlmcap.sinks.store import RECORDS_NAME
+    from vlmcap.tasks.caption import plan_files, style_name
 
     state = ResumeState()
     records = output_dir / RECORDS_NAME
@@ -125,7 +137,10 @@ def print_dry_run(
         state = ResumeState.load(
             records, repair=False, model=config.model, style=style_name(config)
         )
-    todo, done = plan(files, state, run.retry_failed, run.media.window_s is not None)
-    for media, _ in todo:  # plain tab-separated lines: easy to pipe into other tools
+    windowed = run.media.window_s is not None
+    plan = plan_files(files, state, lambda k: state.should_skip(k, run.retry_failed), windowed)
+    for media, _ in plan.jobs:  # plain tab-separated lines: easy to pipe into other tools
         print(f"{media.kind}\t{media.key}")
-    print(f"{len(todo)} file(s) to caption, {done} already done, into {output_dir}")
+    print(
+        f"{len(plan.jobs)} file(s) to caption, {plan.done_before} already done, into {output_dir}"
+    )

@@ -15,15 +15,16 @@ import shlex
 import signal
 import sys
 import time
-from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from vlmcap.cli.errors import usage_error
+from vlmcap.options import SERVE, ServerOptions
+from vlmcap.options.cli import command_line_values, with_options
 
 if TYPE_CHECKING:
     from vlmcap.server.command import ServeOptions
@@ -51,44 +52,14 @@ class _Stopper:
             self.server.send_signal(signal.SIGKILL)
 
 
-def serve(
-    model: str = typer.Option(None, "--model", "-m", help="Model variant (`vlmcap models`)."),
-    model_path: str = typer.Option(None, help="Local weights folder or hub id."),
-    config_file: Path = typer.Option(
-        None, "--config", "-c", help="YAML/TOML file with model/engine options (as for caption)."
-    ),
-    host: str = typer.Option(
-        "127.0.0.1", help="Address to listen on; 0.0.0.0 for other machines (use --api-key)."
-    ),
-    port: int = typer.Option(8000, help="Port to listen on."),
-    tp: int = typer.Option(None, "--tp", help="Tensor-parallel size (GPUs) [1]."),
-    max_model_len: int = typer.Option(None, help="Context length (default: the plugin's)."),
-    gpu_memory_utilization: float = typer.Option(
-        None, help="Memory fraction vLLM may use [0.85 GPU, 0.3 of RAM on CPU]."
-    ),
-    enforce_eager: bool = typer.Option(
-        None, "--enforce-eager/--no-enforce-eager", help="Skip CUDA graphs (faster start)."
-    ),
-    api_key: str = typer.Option(
-        None, "--api-key", help="Clients must send this key [$VLLM_API_KEY]."
-    ),
-    url_file: Path = typer.Option(
-        None, help="Once ready, write the URL clients can reach here; removed on shutdown."
-    ),
-    startup_timeout: float = typer.Option(900.0, help="Seconds to wait for the server."),
-    print_command: bool = typer.Option(
-        False, "--print-command", help="Print the vLLM command and exit."
-    ),
-    extra_args: list[str] = typer.Argument(
-        None, help="Extra vLLM server arguments, after `--` (they override ours)."
-    ),
-) -> None:
+@with_options(SERVE)
+def serve(**given: Any) -> None:
     """Serve a model over vLLM's OpenAI-compatible API for `vlmcap caption --server-url`.
 
-    Example: vlmcap serve --model qwen2.5-vl --url-file run/server.url -- --max-num-seqs 64
+    Every engine option applies (on the command line or in a --config file). Example:
+    vlmcap serve --model qwen2.5-vl --url-file run/server.url -- --max-num-seqs 64
     """
-    from vlmcap.cli.options import build_config
-    from vlmcap.config import ConfigError
+    from vlmcap.config import ConfigError, VLMConfig
     from vlmcap.plugins.registry import UnknownModelError, get_plugin
     from vlmcap.server.command import (
         ServeOptions,
@@ -99,26 +70,14 @@ def serve(
     )
     from vlmcap.server.process import ServerProcess, port_problem
 
-    options = {
-        "model": model,
-        "model_path": model_path,
-        "tensor_parallel_size": tp,
-        "max_model_len": max_model_len,
-        "gpu_memory_utilization": gpu_memory_utilization,
-        "enforce_eager": enforce_eager,
-    }
     try:
-        config = build_config(config_file, options)
+        parsed = SERVE.resolve(command_line_values(SERVE, given))
+        config = parsed.build(VLMConfig)
+        server_options = parsed.build(ServerOptions)
+        print_command = server_options.print_command
         plugin = get_plugin(config.model, config.model_path)
-        opts = ServeOptions(
-            host=host,
-            port=port,
-            api_key=api_key,
-            url_file=url_file,
-            extra_args=tuple(extra_args or ()),
-            startup_timeout_s=startup_timeout,
-        )
-        problem = None if print_command else port_problem(host, port)
+        opts = ServeOptions.from_options(server_options)
+        problem = None if print_command else port_problem(opts.host, opts.port)
         if problem is not None:
             raise ValueError(problem)
         command = server_command(plugin, config, opts, parser=vllm_parser())
@@ -127,11 +86,11 @@ def serve(
     if print_command:
         out.print(shlex.join(command), soft_wrap=True, markup=False, highlight=False)
         raise typer.Exit(0)
-    if not opts.loopback and not (api_key or os.environ.get("VLLM_API_KEY")):
+    if not opts.loopback and not (opts.api_key or os.environ.get("VLLM_API_KEY")):
         err.print(
-            f"[yellow]warning:[/yellow] listening on {escape(host)} without an API key: anyone "
-            "who can reach this port can use the server; pass --api-key (clients: --api-key or "
-            "$OPENAI_API_KEY)"
+            f"[yellow]warning:[/yellow] listening on {escape(opts.host)} without an API key: "
+            "anyone who can reach this port can use the server; pass --api-key (clients: "
+            "--api-key or $OPENAI_API_KEY)"
         )
     raise typer.Exit(_run(ServerProcess(command, server_env(opts)), opts, plugin.variant))
 

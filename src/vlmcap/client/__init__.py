@@ -8,7 +8,7 @@ Modules (the server itself is started by ``vlmcap.server``):
     messages       caption media -> OpenAI chat content (data URLs)
     openai_client  async requests: bounded concurrency, timeouts, retries with backoff
     outage         giving up requests in flight to a server that stopped listening
-    backend        ``ServerBackend``: the pipeline's backend over a server, same records
+    transport      ``ServerTransport``: chat completions as the loop driver's transport
 
 The error classes live here so that callers can catch them without importing ``openai``.
 """

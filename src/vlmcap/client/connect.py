@@ -1,7 +1,8 @@
 """Finding and checking the server a caption run talks to: URL or URL file, served model.
 
-``open_server`` turns ``vlmcap caption``'s server options into checked ``ClientConfig``
-settings (``None`` means offline mode); ``connect`` asks the server which model it serves.
+``open_server`` turns ``vlmcap caption``'s server options (``ClientOptions``) into checked
+``ClientConfig`` settings (``None`` means offline mode); ``connect`` asks the server which model
+it serves.
 """
 
 from __future__ import annotations
@@ -9,35 +10,23 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vlmcap.client import ServerError
 from vlmcap.client.openai_client import ClientConfig, ServerClient
+from vlmcap.options.commands import SERVER_IGNORED_FIELDS
 
 if TYPE_CHECKING:
     from vlmcap.config import VLMConfig
+    from vlmcap.options.network import ClientOptions
 
 logger = logging.getLogger(__name__)
 
 #: Seconds ``vlmcap caption --server-url-file`` waits for the file to appear.
 URL_FILE_WAIT_S = 900.0
-#: Config fields that only the engine uses: ignored (with a warning) in server mode.
-ENGINE_FIELDS = (
-    "model_path",
-    "fp8",
-    "tensor_parallel_size",
-    "preprocess",
-    "mm_cache",
-    "prefix_caching",
-    "max_model_len",
-    "gpu_memory_utilization",
-    "enforce_eager",
-    "engine_args",
-    "inflight_batching",
-    "batch_size",
-    "max_inflight",
-)
+#: Config fields that only the engine uses (the engine-side option groups): ignored, with a
+#: warning, in server mode.
+ENGINE_FIELDS = tuple(sorted(SERVER_IGNORED_FIELDS))
 
 
 def connect(settings: ClientConfig, config: VLMConfig) -> ClientConfig:
@@ -77,24 +66,17 @@ def connect(settings: ClientConfig, config: VLMConfig) -> ClientConfig:
 
 
 def open_server(
-    config: VLMConfig,
-    *,
-    url: str | None,
-    url_file: Path | None,
-    served_model: str = "auto",
-    api_key: str | None = None,
-    concurrency: int = 16,
-    request_timeout: float = 600.0,
-    retries: int = 8,
-    url_file_wait_s: float = URL_FILE_WAIT_S,
+    config: VLMConfig, options: ClientOptions, *, url_file_wait_s: float = URL_FILE_WAIT_S
 ) -> ClientConfig | None:
-    """``vlmcap caption``'s server options -> checked settings; None when neither ``url`` nor
-    ``url_file`` is given (offline mode). May set ``config.model`` (see ``connect``).
+    """``vlmcap caption``'s server options -> checked settings; None when neither
+    ``server_url`` nor ``server_url_file`` is given (offline mode). May set ``config.model``
+    (see ``connect``).
 
     Raises ``ValueError`` for bad options and ``ServerError`` when the server is not usable.
     """
     from vlmcap.server.url_file import wait_for_url_file
 
+    url, url_file = options.server_url, options.server_url_file
     if url is not None and url_file is not None:
         raise ValueError("give --server-url or --server-url-file, not both")
     if url is None:
@@ -103,11 +85,11 @@ def open_server(
         url = wait_for_url_file(url_file, url_file_wait_s)
     settings = ClientConfig(
         url=url,
-        api_key=api_key,
-        model=served_model,
-        concurrency=concurrency,
-        request_timeout=request_timeout,
-        retries=retries,
+        api_key=options.api_key,
+        model=options.served_model,
+        concurrency=options.concurrency,
+        request_timeout=options.request_timeout,
+        retries=options.retries,
     )
     try:
         return connect(settings, config)

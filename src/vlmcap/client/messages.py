@@ -28,15 +28,12 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-from vlmcap.media.frames import as_image_list, is_video, video_to_uint8_thwc
+from vlmcap.media.frames import DEFAULT_VIDEO_FPS, as_image_list, is_video, video_to_uint8_thwc
 from vlmcap.records import Media
 
 ImageFormat = Literal["png", "jpeg"]
 VideoMode = Literal["frames", "mp4", "images"]
 ContentPart = dict[str, Any]
-
-#: Rate of the video time axis when an item carries none (the plugins' default as well).
-DEFAULT_VIDEO_FPS = 2.0
 
 
 @dataclass(frozen=True)
@@ -58,13 +55,20 @@ class MediaEncoding:
 
 @dataclass(frozen=True)
 class EncodedMedia:
-    """The content parts of one item's media, ready to put before the prompt text.
+    """The content parts of one item's media, one group per placeholder of its request.
 
-    ``media_io_kwargs``: per-request media options for the server (None: none needed).
+    A picture or a clip is one part, except a clip sent as images (a model without video
+    input), whose frames are one group of parts. ``media_io_kwargs``: per-request media
+    options for the server (None: none needed).
     """
 
-    parts: list[ContentPart]
+    groups: list[list[ContentPart]]
     media_io_kwargs: dict[str, dict[str, Any]] | None = None
+
+    @property
+    def parts(self) -> list[ContentPart]:
+        """Every content part, in order."""
+        return [part for group in self.groups for part in group]
 
     @property
     def bytes(self) -> int:
@@ -158,13 +162,13 @@ def encode_media(
     mode = video or enc.video
     if not is_video(media):
         urls = [image_data_url(im, enc.image_format, enc) for im in as_image_list(media)]
-        return EncodedMedia([{"type": "image_url", "image_url": {"url": u}} for u in urls])
+        return EncodedMedia([[{"type": "image_url", "image_url": {"url": u}}] for u in urls])
     frames = video_to_uint8_thwc(media)
     rate = float(fps or DEFAULT_VIDEO_FPS)
     if mode == "images":
         keep = _evenly(len(frames), max_images or len(frames))
         urls = [image_data_url(Image.fromarray(frames[i]), enc.frame_format, enc) for i in keep]
-        return EncodedMedia([{"type": "image_url", "image_url": {"url": u}} for u in urls])
+        return EncodedMedia([[{"type": "image_url", "image_url": {"url": u}} for u in urls]])
     if mode == "mp4":
         url = mp4_data_url(frames, rate)
         kwargs: dict[str, Any] = {"num_frames": -1}
@@ -172,4 +176,4 @@ def encode_media(
         url = frames_data_url(frames, enc)
         kwargs = {"num_frames": -1, "fps": rate}
     part = {"type": "video_url", "video_url": {"url": url}}
-    return EncodedMedia([part], {"video": kwargs})
+    return EncodedMedia([[part]], {"video": kwargs})

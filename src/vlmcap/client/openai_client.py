@@ -13,7 +13,7 @@ per failed attempt, what happens next:
 When the retries run out, a connection error stops the run (``ServerUnavailableError``: the
 server is gone, so the remaining items are left for a resume), while a timeout, 429 or 5xx fails
 only that item (as do repeated aborts). Bounded concurrency is the caller's job
-(``ServerBackend`` keeps at most ``concurrency`` items in flight).
+(the loop driver keeps at most ``concurrency`` requests in flight).
 
 Every attempt runs under an ``OutageWatch`` (``vlmcap.client.outage``): attempts in flight to a
 server that stopped listening are given up and retried like connection errors.
@@ -33,6 +33,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from vlmcap.client import ServedModelError, ServerAuthError, ServerUnavailableError
 from vlmcap.client.messages import MediaEncoding
 from vlmcap.client.outage import WATCH_INTERVAL_S, OutageWatch, ServerLost
+from vlmcap.options.network import (
+    AUTO_MODEL,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_REQUEST_TIMEOUT_S,
+    DEFAULT_RETRIES,
+)
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -62,10 +68,10 @@ class ClientConfig:
 
     url: str
     api_key: str | None = None  # None: $OPENAI_API_KEY, else none
-    model: str = "auto"  # served model name; auto: the server's only model
-    concurrency: int = 16  # items in flight
-    request_timeout: float = 600.0  # seconds per attempt
-    retries: int = 8  # further attempts after a retryable failure
+    model: str = AUTO_MODEL  # served model name; auto: the server's only model
+    concurrency: int = DEFAULT_CONCURRENCY  # items in flight
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT_S  # seconds per attempt
+    retries: int = DEFAULT_RETRIES  # further attempts after a retryable failure
     backoff_s: float = 0.5  # first backoff; doubles per attempt
     backoff_max_s: float = 20.0
     watch_interval_s: float = WATCH_INTERVAL_S

@@ -1,57 +1,42 @@
-"""``debug_request``: everything about one request in one log entry."""
+"""``debug_request``: everything about one request in one log entry, on every transport."""
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from vlmcap.media.frames import media_shape
 
 if TYPE_CHECKING:
-    from vllm import RequestOutput
-
-    from vlmcap.records import CaptionRecord
+    from vlmcap.core.request import Completion
+    from vlmcap.records import Record
 
 logger = logging.getLogger(__name__)
 
 
-def _mm_shapes(engine_inputs: dict[str, Any] | None) -> str:
-    if not engine_inputs:
-        return "-"
-    parts = []
-    for kind, data in (engine_inputs.get("multi_modal_data") or {}).items():
-        value = data[0] if isinstance(data, tuple) else data
-        parts.append(f"{kind}={media_shape(value)}")
-    return ", ".join(parts) or "-"
-
-
 def debug_request(
-    record: CaptionRecord, output: RequestOutput | None = None, level: int = logging.INFO
+    record: Record, completion: Completion | None = None, level: int = logging.INFO
 ) -> str:
-    """Log (and return) a record's prompt, media shapes, sampling params and output.
+    """Log (and return) a record's prompt, media shape, sampling and output.
 
-    Use it from a debugger, a test, or everywhere at once with ``VLMCAP_DEBUG_REQUESTS=1``.
+    Use it from a debugger, a test, or everywhere at once with ``VLMCAP_DEBUG_REQUESTS=1``
+    (then it runs as each request finishes, before the record's request is released).
     """
-    inputs = record.engine_inputs or {}
-    prompt = inputs.get("prompt")
-    if prompt is None and "prompt_token_ids" in inputs:
-        prompt = f"<{len(inputs['prompt_token_ids'])} token ids>"
+    request = record.request
+    prompt = request.prompt if request is not None else record.prompt
+    media = request.media if request is not None else (record.item.media if record.item else None)
     lines = [
         f"request {record.request_id} key={record.key} status={record.status}",
         f"  prompt: {prompt!r}",
-        f"  media: {_mm_shapes(inputs)}"
-        + (f" (item: {media_shape(record.item.media)})" if record.item is not None else ""),
+        f"  media: {media_shape(media) if media is not None else '-'}",
         f"  sampling: {record.sampling}",
     ]
-    if output is not None:
-        for comp in output.outputs:
-            lines.append(
-                f"  output[{comp.index}]: finish={comp.finish_reason} "
-                f"tokens={len(comp.token_ids)} text={comp.text!r}"
-            )
-    lines.append(
-        f"  caption={record.caption!r} stage1={record.stage1_caption!r} error={record.error!r}"
-    )
+    if completion is not None:
+        lines.append(
+            f"  output: finish={completion.finish_reason} tokens={completion.output_tokens} "
+            f"error={completion.error!r} text={completion.text!r}"
+        )
+    lines.append(f"  text={record.text!r} stage1={record.stage1_text!r} error={record.error!r}")
     text = "\n".join(lines)
     logger.log(level, "%s", text)
     return text

@@ -1,7 +1,6 @@
-"""The offline engine: vLLM driven by our own loop (in-flight or fixed batches)."""
+"""The offline engine: vLLM in this process, driven by the shared loop or by fixed batches."""
 
-from vlmcap.engine.offline import caption_items, iter_captions, load_engine
-from vlmcap.engine.source import PollingSource
-from vlmcap.engine.stats import LoopStats
+from vlmcap.engine.offline import caption_items, iter_records, load_engine
+from vlmcap.engine.transport import EngineTransport
 
-__all__ = ["LoopStats", "PollingSource", "caption_items", "iter_captions", "load_engine"]
+__all__ = ["EngineTransport", "caption_items", "iter_records", "load_engine"]

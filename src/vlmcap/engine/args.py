@@ -6,15 +6,14 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
+from vlmcap.options.vlm import CPU_MEMORY_UTILIZATION, GPU_MEMORY_UTILIZATION
+
 if TYPE_CHECKING:
     from vlmcap.config import VLMConfig
     from vlmcap.plugins.base import VLMPlugin
 
 logger = logging.getLogger(__name__)
 
-#: Fraction of host memory vLLM's CPU backend may reserve when the config leaves it unset.
-CPU_MEMORY_UTILIZATION = 0.3
-GPU_MEMORY_UTILIZATION = 0.85
 #: GiB of KV cache on the CPU backend when VLLM_CPU_KVCACHE_SPACE is unset.
 CPU_KVCACHE_GIB = "1"
 

@@ -1,21 +1,25 @@
 """Fixed-batch mode: ``batch_size`` items per ``LLM.generate`` call, stage 2 as a second pass.
 
 Simpler to step through in a debugger than the in-flight loop, and the usual way to compare.
-Failure isolation: bad items fail while their request is built; if ``LLM.generate`` still
-rejects the batch (vLLM aborts what it had added), the batch is retried one request at a time so
-that only the offending item fails.
+It uses the same lifecycle as every other backend (requests built by the plugin, outcomes
+settled in one place). Failure isolation: bad items fail while their request is built; if
+``LLM.generate`` still rejects the batch (vLLM aborts what it had added), the batch is retried
+one request at a time so that only the offending item fails.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
-from vlmcap.engine.requests import RequestFactory, apply_output, chunked, describe_error
-from vlmcap.engine.stats import LoopStats
-from vlmcap.records import CaptionItem, CaptionRecord
+from vlmcap.core.lifecycle import Lifecycle, describe_error
+from vlmcap.core.request import StageRequest
+from vlmcap.core.stats import LoopStats
+from vlmcap.engine.transport import EngineTransport, completion_of
+from vlmcap.records import Item, Record
 
 if TYPE_CHECKING:
     from vllm import LLM, RequestOutput
@@ -23,64 +27,85 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def _generate(llm: LLM, records: list[CaptionRecord]) -> list[RequestOutput | None]:
-    """Outputs aligned with ``records``; ``None`` where that record has been failed."""
-    if not records:
+def _inputs(
+    transport: EngineTransport, lifecycle: Lifecycle, requests: list[StageRequest | None]
+) -> list[tuple[StageRequest, Any]]:
+    """Engine inputs of the requests that can be built (the others' records fail)."""
+    built = []
+    for request in requests:
+        if request is None:
+            continue
+        try:
+            inputs = transport.plugin.engine_inputs(request.request, transport.processor)
+        except Exception as exc:  # noqa: BLE001 - the processor refused this one item
+            lifecycle.reject(request.record, f"cannot build request: {describe_error(exc)}")
+            continue
+        built.append((request, inputs))
+    return built
+
+
+def _generate(
+    llm: LLM, transport: EngineTransport, batch: list[tuple[StageRequest, Any]]
+) -> list[RequestOutput | None]:
+    """Outputs aligned with ``batch``; ``None`` where that request's record has been failed."""
+    if not batch:
         return []
-    now = time.time()
-    for record in records:
-        if record.timings.queued is None:
-            record.timings.queued = now
     try:
         return list(
             llm.generate(
-                [cast(Any, r.engine_inputs) for r in records],
-                [r.sampling for r in records],
+                [cast(Any, inputs) for _, inputs in batch],
+                [transport.params(request) for request, _ in batch],
                 use_tqdm=False,
             )
         )
     except Exception as exc:  # noqa: BLE001
-        if len(records) == 1:
-            records[0].fail(
-                f"engine rejected {records[0].status} request: {describe_error(exc)}",
-                time.time(),
-            )
+        if len(batch) == 1:
+            request = batch[0][0]
+            reason = f"engine rejected {request.stage} request: {describe_error(exc)}"
+            request.record.fail(reason, time.time())
             return [None]
-        logger.warning("batch of %d rejected (%s); retrying one by one", len(records), exc)
+        logger.warning("batch of %d rejected (%s); retrying one by one", len(batch), exc)
         results: list[RequestOutput | None] = []
-        for record in records:
-            results.extend(_generate(llm, [record]))
+        for one in batch:
+            results.extend(_generate(llm, transport, [one]))
         return results
 
 
 def iter_fixed_batches(
-    items: Iterable[CaptionItem],
+    items: Iterable[Item],
     llm: LLM,
-    factory: RequestFactory,
+    lifecycle: Lifecycle,
     stats: LoopStats | None = None,
-) -> Iterator[CaptionRecord]:
+) -> Iterator[Record]:
     """Yield one record per item, batch by batch, in input order within each batch."""
     stats = stats if stats is not None else LoopStats()
+    transport = EngineTransport(llm, lifecycle.plugin, lifecycle.config.batch_size)
     source = iter(items)
+    stats.mark(0)
     while True:
         t0 = time.perf_counter()
-        batch = next(chunked(source, factory.config.batch_size), None)
+        batch = list(itertools.islice(source, lifecycle.config.batch_size))
         stats.input_wait_s += time.perf_counter() - t0
-        if batch is None:
+        if not batch:
             break
-        records = [factory.new_record(item) for item in batch]
-        pass_records = [r for r in records if factory.stage1(r)]
+        records = [lifecycle.new_record(item) for item in batch]
+        requests = [lifecycle.first(r) for r in records]
         for _stage in range(2):
-            next_pass = []
-            stats.mark(len(pass_records))
-            outputs = _generate(llm, pass_records)
+            built = _inputs(transport, lifecycle, requests)
+            now = time.time()
+            for request, _ in built:
+                lifecycle.queued(request.record, now)
+            stats.mark(len(built))
+            outputs = _generate(llm, transport, built)
             stats.mark(0)
-            if pass_records:
-                stats.steps += 1
-                stats.requests += len(pass_records)
-            for record, output in zip(pass_records, outputs, strict=True):
-                if output is not None and apply_output(record, output, factory):
-                    next_pass.append(record)
-            pass_records = [r for r in next_pass if factory.stage2(r)]
+            stats.requests += len(built)
+            again = []
+            for (request, _), output in zip(built, outputs, strict=True):
+                if output is None:
+                    continue
+                stats.replies += 1
+                if lifecycle.settle(request.record, completion_of(output)):
+                    again.append(request.record)
+            requests = [lifecycle.second(r) for r in again]
         yield from records
-    stats.finished = time.perf_counter()
+    stats.stop()

@@ -1,4 +1,4 @@
-"""The offline caption engine: items in, one record per item out.
+"""The offline engine: items in, one record per item out, vLLM in this process.
 
     from vlmcap.config import VLMConfig
     from vlmcap.engine import caption_items, load_engine
@@ -7,8 +7,9 @@
     plugin, llm = load_engine(config)
     records = caption_items(items, llm, plugin, config)
 
-``config.inflight_batching`` picks the loop: in-flight (``inflight.py``, the default) or fixed
-batches (``batching.py``). Both give the same records for the same items and seed.
+``config.inflight_batching`` picks the loop: the shared driver (``vlmcap.core.loop``) over
+``EngineTransport`` (the default), or fixed batches (``batching.py``). Both give the same
+records for the same items and seed.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
+from vlmcap.core.lifecycle import Lifecycle
+from vlmcap.core.loop import drive
+from vlmcap.core.stats import LoopStats
 from vlmcap.engine.batching import iter_fixed_batches
-from vlmcap.engine.inflight import iter_inflight
-from vlmcap.engine.requests import RequestFactory
-from vlmcap.engine.stats import LoopStats
+from vlmcap.engine.transport import EngineTransport
 from vlmcap.plugins.registry import get_plugin
-from vlmcap.records import CaptionItem, CaptionRecord
+from vlmcap.records import Item, Record
 
 if TYPE_CHECKING:
     from vllm import LLM
@@ -40,40 +42,46 @@ def load_engine(config: VLMConfig) -> tuple[VLMPlugin, LLM]:
     return plugin, plugin.build_llm(config)
 
 
-def iter_captions(
-    items: Iterable[CaptionItem],
+def iter_records(
+    items: Iterable[Item],
     llm: LLM,
     plugin: VLMPlugin,
     config: VLMConfig,
     stats: LoopStats | None = None,
-) -> Iterator[CaptionRecord]:
+) -> Iterator[Record]:
     """Yield one finished record (``ok`` or ``failed``) per item as soon as it is done.
 
     Items are pulled lazily, so a generator of decoded media keeps memory bounded. ``stats``
     (optional) is filled with the run's engine-busy and input-wait times.
     """
-    factory = RequestFactory(plugin, config)
-    loop = iter_inflight if config.inflight_batching else iter_fixed_batches
-    yield from loop(items, llm, factory, stats)
+    lifecycle = Lifecycle(plugin, config)
+    if not config.inflight_batching:
+        yield from iter_fixed_batches(items, llm, lifecycle, stats)
+        return
+    transport = EngineTransport(llm, plugin, config.max_inflight)
+    try:
+        yield from drive(items, transport, lifecycle, stats)
+    finally:
+        transport.close()
 
 
 def caption_items(
-    items: Iterable[CaptionItem],
+    items: Iterable[Item],
     llm: LLM,
     plugin: VLMPlugin,
     config: VLMConfig,
-    on_record: Callable[[CaptionRecord], None] | None = None,
-) -> list[CaptionRecord]:
+    on_record: Callable[[Record], None] | None = None,
+) -> list[Record]:
     """All records, in the order of ``items``; ``on_record`` sees each one as it finishes."""
     order: dict[str, int] = {}
 
-    def numbered() -> Iterator[CaptionItem]:
+    def numbered() -> Iterator[Item]:
         for i, item in enumerate(items):
             order.setdefault(item.key, i)
             yield item
 
     records = []
-    for record in iter_captions(numbered(), llm, plugin, config):
+    for record in iter_records(numbered(), llm, plugin, config):
         if on_record is not None:
             on_record(record)
         records.append(record)

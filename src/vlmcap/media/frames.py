@@ -8,6 +8,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+# Rate of a clip's time axis when an item carries none: the rate vlmcap samples videos at.
+from vlmcap.options.media import DEFAULT_VIDEO_FPS  # noqa: F401 - re-exported for the plugins
+
 
 def is_video(media: Any) -> bool:
     """True for a 4-D frame stack: ``(T, C, H, W)`` tensor/array or ``(T, H, W, C)`` uint8."""

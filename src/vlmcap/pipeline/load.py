@@ -7,48 +7,16 @@ named and explained, so the job goes on.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from vlmcap.media.dump import dump_frames
 from vlmcap.media.images import MediaError, load_image
 from vlmcap.media.inputs import MediaFile
 from vlmcap.media.video import sample_windows
-from vlmcap.records import CaptionItem
+from vlmcap.options.media import MediaOptions
+from vlmcap.records import Item
+from vlmcap.tasks.base import Loaded
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class MediaOptions:
-    """How videos are cut and sampled, and images limited."""
-
-    video_fps: float = 2.0
-    num_frames: int | None = None  # fixed frames per window instead of a rate
-    max_frames: int = 16
-    min_frames: int = 2
-    max_pixels: int = 448 * 448
-    window_s: float | None = None  # None: one window for the whole clip
-    overlap_s: float = 0.0
-    dump_dir: Path | None = None  # write the frames actually sent here (PNG), for debugging
-
-    def __post_init__(self) -> None:
-        if not self.video_fps > 0:
-            raise ValueError(f"--fps must be > 0 (got {self.video_fps})")
-        if self.num_frames is not None and self.num_frames < 1:
-            raise ValueError(f"--num-frames must be at least 1 (got {self.num_frames})")
-        if not 1 <= self.min_frames <= self.max_frames:
-            raise ValueError(
-                f"--max-frames must be at least 1 and at least the minimum of "
-                f"{self.min_frames} frames per window (got {self.max_frames})"
-            )
-        if self.window_s is not None and not self.window_s > 0:
-            raise ValueError(f"--window must be > 0 seconds (got {self.window_s})")
-        if self.window_s is not None and not 0 <= self.overlap_s < self.window_s:
-            raise ValueError(
-                f"--overlap must be >= 0 and shorter than --window {self.window_s} s "
-                f"(got {self.overlap_s})"
-            )
 
 
 def window_key(rel: str, start: float, end: float) -> str:
@@ -56,33 +24,32 @@ def window_key(rel: str, start: float, end: float) -> str:
     return f"{rel}#{start:.2f}-{end:.2f}"
 
 
-@dataclass
-class LoadResult:
-    """What decoding one file gave: items to caption, or the reason it failed."""
-
-    file: MediaFile
-    items: list[CaptionItem] = field(default_factory=list)
-    error: str | None = None
-    skipped_windows: list[str] = field(default_factory=list)  # reasons, for the log
+#: What decoding one file gave: items to caption, or the reason it failed.
+LoadResult = Loaded[MediaFile]
 
 
 def load_file(
     media: MediaFile, opts: MediaOptions, prompts: dict[str, str], skip: frozenset[str]
 ) -> LoadResult:
-    """Decode ``media`` into items (windows whose key is in ``skip`` are left out)."""
+    """Decode ``media`` into items (windows whose key is in ``skip`` are left out).
+
+    Each item's ``meta`` holds the facts a caption row records about it (``CaptionRow``'s
+    item fields: path, kind, sizes, window times).
+    """
     try:
         if media.kind == "image":
             image = load_image(media.path)  # refuses decompression bombs
             meta = {"path": media.key, "kind": "image", "width": image.width}
             meta["height"] = image.height
-            item = CaptionItem(key=media.key, media=image, prompt=prompts["image"], meta=meta)
-            return LoadResult(media, [item])
+            item = Item(key=media.key, media=image, prompt=prompts["image"], meta=meta)
+            return LoadResult(media, media.key, [item])
         return _load_video(media, opts, prompts["video"], skip)
     except MediaError as exc:
-        return LoadResult(media, error=str(exc))
+        return LoadResult(media, media.key, error=str(exc))
     except (OSError, ValueError, RuntimeError) as exc:  # a decoder bug must not stop the job
         logger.debug("unexpected error while loading %s", media.path, exc_info=True)
-        return LoadResult(media, error=f"{media.key}: cannot load ({type(exc).__name__}: {exc})")
+        reason = f"{media.key}: cannot load ({type(exc).__name__}: {exc})"
+        return LoadResult(media, media.key, error=reason)
 
 
 def _load_video(
@@ -98,9 +65,9 @@ def _load_video(
         max_pixels=opts.max_pixels,
         min_frames=opts.min_frames,
     )
-    result = LoadResult(media)
+    result = LoadResult(media, media.key)
     for s in got.skipped:
-        result.skipped_windows.append(
+        result.not_sent.append(
             f"{media.key} window {s.start:.2f}-{s.end:.2f} s not sent: {s.reason}"
         )
     if not got.windows:
@@ -115,7 +82,7 @@ def _load_video(
         if opts.dump_dir is not None:
             dump_frames(w.frames, opts.dump_dir, key, w.timestamps)
         result.items.append(
-            CaptionItem(
+            Item(
                 key=key,
                 media=w.frames,
                 prompt=prompt,

@@ -1,19 +1,21 @@
 """The model plugin interface: everything that differs between VLM families, nothing else.
 
-Flow trace (who calls what, in order) for one item through the offline engine::
+Flow trace (who calls what, in order) for one item, on any backend::
 
     registry.get_plugin(config.model)            -> plugin class; plugin = cls(config.model_path)
-    plugin.build_llm(config)                     -> vllm.LLM (engine.args.engine_kwargs + overrides)
-    plugin.processor()                           -> HF processor, loaded once and cached
+    plugin.build_llm(config)                     -> vllm.LLM (offline; engine.args + overrides)
     for each item, when the loop has room:
-        plugin.make_request(prompt, media, processor, fps=...)   -> engine inputs (dict)
+        plugin.make_request(prompt, media, fps=...)      -> ModelRequest (chat turns + media)
+          offline: plugin.engine_inputs(request, plugin.processor())  -> prompt + mm data
+          server:  plugin.chat_messages(request, encoded media parts) -> OpenAI messages
     when stage 1 finishes:
-        plugin.decode(output)                    -> stage-1 caption
-        plugin.make_stage2_request(record, refine_prompt)  -> engine inputs of stage 2
+        plugin.decode(completion)                -> stage-1 text
+        plugin.make_stage2_request(record, stage2_prompt)   -> ModelRequest of stage 2
     when the last stage finishes:
-        plugin.decode(output)                    -> final caption
+        plugin.decode(completion)                -> final text
 
-A plugin never touches the engine loop and the loop knows nothing about a model family.
+One method describes a request, so a plugin behaves the same offline and through a server. A
+plugin never touches the loop and the loop knows nothing about a model family.
 """
 
 from __future__ import annotations
@@ -25,17 +27,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from vlmcap import envs
+from vlmcap.core.request import ModelRequest
+from vlmcap.media.frames import (
+    DEFAULT_VIDEO_FPS,
+    as_image_list,
+    is_video,
+    video_metadata,
+    video_to_uint8_thwc,
+)
 from vlmcap.prompts import STYLES
 
 if TYPE_CHECKING:
-    from vllm import LLM, CompletionOutput
+    from vllm import LLM
 
     from vlmcap.config import VLMConfig
-    from vlmcap.records import CaptionRecord, Media
+    from vlmcap.core.request import Completion
+    from vlmcap.records import Media, Record
 
 #: Engine inputs as vLLM takes them: ``{"prompt_token_ids": [...], "multi_modal_data": {...}}``
 #: or ``{"prompt": "...", "multi_modal_data": {...}}``.
 EngineInputs = dict[str, Any]
+#: Content parts of ``ModelRequest.messages`` that stand for one picture or clip.
+MEDIA_PLACEHOLDERS = frozenset({"image", "video"})
 
 
 class VLMPlugin(abc.ABC):
@@ -112,27 +125,79 @@ class VLMPlugin(abc.ABC):
 
     # ---- requests -------------------------------------------------------------------------
 
-    @abc.abstractmethod
-    def make_request(
-        self, prompt: str, media: Media, processor: Any, *, fps: float | None = None
-    ) -> EngineInputs:
-        """Engine inputs for ``prompt`` over ``media``: a ``(T, C, H, W)`` float tensor in
-        [0, 1] (video), one PIL image, or a sequence of PIL images."""
+    #: System turn put before every request; ``None`` keeps the chat template's default.
+    system_prompt: ClassVar[str | None] = None
 
-    def make_stage2_request(self, record: CaptionRecord, refine_prompt: str) -> EngineInputs:
-        """Stage-2 inputs: the refine prompt followed by the stage-1 caption, same media."""
-        if record.stage1_caption is None or record.item is None:
-            raise ValueError(f"{record.key}: stage 2 needs a stage-1 caption and the item")
-        text = refine_prompt + record.stage1_caption
-        return self.make_request(text, record.item.media, self.processor(), fps=record.item.fps)
+    def make_request(self, prompt: str, media: Media, *, fps: float | None = None) -> ModelRequest:
+        """The request for ``prompt`` over ``media`` (a ``(T, C, H, W)`` float tensor in [0, 1]
+        for a video, one PIL image, or a sequence of PIL images): chat turns with one
+        placeholder per picture or one for the clip, then the prompt text.
 
-    def openai_messages(
-        self, prompt: str, media_parts: Sequence[dict[str, Any]]
+        Both transports derive their input from it (``engine_inputs``, ``chat_messages``), so a
+        plugin that changes the prompt does it here, once.
+        """
+        if is_video(media):
+            visual: list[dict[str, Any]] = [{"type": "video"}]
+        else:
+            visual = [{"type": "image"} for _ in as_image_list(media)]
+        messages: list[dict[str, Any]] = []
+        if self.system_prompt is not None:
+            messages.append({"role": "system", "content": self.system_prompt})
+        messages.append({"role": "user", "content": [*visual, {"type": "text", "text": prompt}]})
+        return ModelRequest(messages=messages, media=media, fps=fps)
+
+    def make_stage2_request(self, record: Record, stage2_prompt: str) -> ModelRequest:
+        """Stage 2: the stage-2 prompt followed by the stage-1 text, over the same media."""
+        if record.stage1_text is None or record.item is None:
+            raise ValueError(f"{record.key}: stage 2 needs a stage-1 text and the item")
+        text = stage2_prompt + record.stage1_text
+        return self.make_request(text, record.item.media, fps=record.item.fps)
+
+    def engine_inputs(self, request: ModelRequest, processor: Any) -> EngineInputs:
+        """vLLM engine inputs of ``request``: the chat template's prompt text and
+        ``multi_modal_data`` (frames with their metadata, or PIL images)."""
+        text = processor.apply_chat_template(
+            request.messages, tokenize=False, add_generation_prompt=True
+        )
+        return {"prompt": text, "multi_modal_data": self.multi_modal_data(request)}
+
+    def multi_modal_data(self, request: ModelRequest) -> dict[str, Any]:
+        """vLLM's ``multi_modal_data`` for ``request.media``."""
+        media = request.media
+        if is_video(media):
+            frames = video_to_uint8_thwc(media)
+            meta = video_metadata(frames.shape[0], request.fps or DEFAULT_VIDEO_FPS)
+            return {"video": (frames, meta)}
+        images = as_image_list(media)
+        return {"image": images[0] if len(images) == 1 else images}
+
+    def chat_messages(
+        self, request: ModelRequest, media_groups: Sequence[Sequence[dict[str, Any]]]
     ) -> list[dict[str, Any]]:
-        """OpenAI chat messages for server mode (``vlmcap.client``): one user turn holding the
-        media's content parts (``image_url`` / ``video_url``) and then ``prompt``."""
-        return [{"role": "user", "content": [*media_parts, {"type": "text", "text": prompt}]}]
+        """OpenAI chat messages of ``request`` for a server: each media placeholder replaced,
+        in order, by its group of encoded parts (``image_url`` / ``video_url``; a clip sent as
+        images is several parts)."""
+        groups = iter(media_groups)
+        messages = []
+        for message in request.messages:
+            content = message.get("content")
+            if isinstance(content, list):
+                parts: list[dict[str, Any]] = []
+                for part in content:
+                    if part.get("type") in MEDIA_PLACEHOLDERS:
+                        group = next(groups, None)
+                        if group is None:
+                            raise ValueError("the request has more media placeholders than media")
+                        parts.extend(group)
+                    else:
+                        parts.append(part)
+                content = parts
+            messages.append({**message, "content": content})
+        left = sum(1 for _ in groups)
+        if left:
+            raise ValueError(f"{left} encoded media item(s) have no placeholder in the request")
+        return messages
 
-    def decode(self, output: CompletionOutput) -> str:
-        """Caption text from one vLLM completion."""
-        return output.text.strip()
+    def decode(self, completion: Completion) -> str:
+        """The text a task keeps from one completion (``completion.text``, any transport)."""
+        return completion.text.strip()

@@ -9,7 +9,7 @@ from vlmcap.plugins.qwen2_5_vl import Qwen25VLPlugin
 from vlmcap.prompts import STYLES
 
 if TYPE_CHECKING:
-    from vllm import CompletionOutput
+    from vlmcap.core.request import Completion
 
 _ANSWER = re.compile(r"<answer>\s*(.*?)\s*(?:</answer>|$)", re.DOTALL)
 _THINK_END = "</think>"
@@ -50,5 +50,5 @@ class CosmosReason1Plugin(Qwen25VLPlugin):
         ),
     }
 
-    def decode(self, output: CompletionOutput) -> str:
-        return strip_reasoning(output.text)
+    def decode(self, completion: Completion) -> str:
+        return strip_reasoning(completion.text)

@@ -30,10 +30,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vlmcap.options.network import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    DEFAULT_STARTUP_TIMEOUT_S,
+    MAX_PORT,
+    MIN_PORT,
+)
 from vlmcap.server.url_file import WILDCARD_HOSTS, client_url
 
 if TYPE_CHECKING:
     from vlmcap.config import VLMConfig
+    from vlmcap.options.network import ServerOptions
     from vlmcap.plugins.base import VLMPlugin
 
 #: Module run as the server: vLLM's launcher, or the older path on older vLLM versions.
@@ -42,6 +50,8 @@ SERVER_MODULES = (
     "vllm.entrypoints.openai.api_server",
 )
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+#: Seconds a stopping server gets to finish before it is killed.
+STOP_TIMEOUT_S = 60.0
 
 
 class ServerStartError(RuntimeError):
@@ -52,19 +62,31 @@ class ServerStartError(RuntimeError):
 class ServeOptions:
     """Network side of a server: where it listens, its key, its URL file, extra vLLM flags."""
 
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
     api_key: str | None = None
     url_file: Path | None = None
     extra_args: tuple[str, ...] = ()
-    startup_timeout_s: float = 900.0
-    stop_timeout_s: float = 60.0
+    startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S
+    stop_timeout_s: float = STOP_TIMEOUT_S
 
     def __post_init__(self) -> None:
-        if not 1 <= self.port <= 65535:
-            raise ValueError(f"--port must be 1-65535, got {self.port}")
+        if not MIN_PORT <= self.port <= MAX_PORT:
+            raise ValueError(f"--port must be {MIN_PORT}-{MAX_PORT}, got {self.port}")
         if self.startup_timeout_s <= 0:
             raise ValueError("the start-up timeout must be > 0 s")
+
+    @classmethod
+    def from_options(cls, options: ServerOptions) -> ServeOptions:
+        """``vlmcap serve``'s validated server options (flags or config file)."""
+        return cls(
+            host=options.host,
+            port=options.port,
+            api_key=options.api_key,
+            url_file=options.url_file,
+            extra_args=tuple(options.extra_args),
+            startup_timeout_s=options.startup_timeout,
+        )
 
     @property
     def url(self) -> str:

@@ -1,10 +1,11 @@
-"""Parquet copy of the caption records, with one fixed schema.
+"""Parquet copy of a task's rows, with the schema derived from its row type.
 
 The parquet file is derived from the records JSONL (the source of truth): it holds the final
 state, one row per key (the last JSONL row of each key), sorted by key, and is rewritten whole
-and atomically (temp + rename). Every column has a fixed type and is nullable, so an empty file
-and a full one have the same schema and readers never have to guess. Row fields the schema does
-not name, and values of the wrong type, are kept as JSON in the ``extra`` column.
+and atomically (temp + rename). The columns are the row type's fields (``vlmcap.rows``), each
+with a fixed type and nullable, so an empty file and a full one have the same schema and readers
+never have to guess. Fields the row type does not know, and values of the wrong type, are kept
+as JSON in the ``extra`` column.
 
 pyarrow is imported only when a parquet file is written.
 """
@@ -13,88 +14,51 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from vlmcap.rows import CaptionRow, Row, base_type, coerce, is_mismatch
 from vlmcap.sinks.files import atomic_path
-from vlmcap.sinks.resume import ReadStats, Row, iter_rows
+from vlmcap.sinks.resume import ReadStats, iter_rows
 
 logger = logging.getLogger(__name__)
 
-ColumnKind = Literal["string", "float", "int", "bool"]
-
-#: The parquet columns, in order. ``extra`` (JSON text) comes last and holds everything else.
-COLUMNS: tuple[tuple[str, ColumnKind], ...] = (
-    ("key", "string"),
-    ("path", "string"),
-    ("window_start", "float"),
-    ("window_end", "float"),
-    ("status", "string"),
-    ("caption", "string"),
-    ("error", "string"),
-    ("model", "string"),
-    ("prompt_style", "string"),
-    ("kind", "string"),
-    ("request_id", "string"),
-    ("prompt", "string"),
-    ("stage1_caption", "string"),
-    ("stage2_prompt", "string"),
-    ("finish_reason", "string"),
-    ("stage1_finish_reason", "string"),
-    ("truncated", "bool"),
-    ("prompt_tokens", "int"),
-    ("output_tokens", "int"),
-    ("queued_at", "float"),
-    ("first_token_at", "float"),
-    ("finished_at", "float"),
-    ("latency_s", "float"),
-    ("ttft_s", "float"),
-    ("duration", "float"),
-    ("frames", "int"),
-)
 EXTRA_COLUMN = "extra"
 
-_MISMATCH = object()
 
-
-def record_schema() -> Any:
-    """The ``pyarrow.Schema`` of records parquet files."""
+def _arrow_type(kind: Any) -> Any:
     import pyarrow as pa
 
-    types = {"string": pa.string(), "float": pa.float64(), "int": pa.int64(), "bool": pa.bool_()}
-    fields = [pa.field(name, types[kind], nullable=True) for name, kind in COLUMNS]
+    kind = base_type(kind)
+    simple = {str: pa.string(), float: pa.float64(), int: pa.int64(), bool: pa.bool_()}
+    if kind in simple:
+        return simple[kind]
+    if getattr(kind, "__origin__", None) is list:
+        return pa.list_(_arrow_type(kind.__args__[0]))
+    raise TypeError(f"no parquet type for row field type {kind!r}")
+
+
+def parquet_schema(row_type: type[Row] = CaptionRow) -> Any:
+    """The ``pyarrow.Schema`` of ``row_type``'s parquet files (its fields, then ``extra``)."""
+    import pyarrow as pa
+
+    fields = [pa.field(name, _arrow_type(kind), nullable=True) for name, kind in row_type.columns()]
     fields.append(pa.field(EXTRA_COLUMN, pa.string(), nullable=True))
     return pa.schema(fields)
 
 
-def _coerce(value: Any, kind: ColumnKind) -> Any:
-    """``value`` as a ``kind`` column value, ``None`` for null, ``_MISMATCH`` if it does not fit."""
-    if value is None:
-        return None
-    if kind == "string":
-        return value if isinstance(value, str) else _MISMATCH
-    if kind == "bool":
-        return value if isinstance(value, bool) else _MISMATCH
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return _MISMATCH
-    if kind == "float":
-        return float(value)
-    if isinstance(value, float):
-        return int(value) if math.isfinite(value) and value.is_integer() else _MISMATCH
-    return value
-
-
-def rows_to_columns(rows: Iterable[Mapping[str, Any]]) -> dict[str, list[Any]]:
-    """Column lists in schema order (``extra`` included) for ``rows``."""
-    names = [name for name, _ in COLUMNS]
+def rows_to_columns(
+    rows: Iterable[Mapping[str, Any]], row_type: type[Row] = CaptionRow
+) -> dict[str, list[Any]]:
+    """Column lists in schema order (``extra`` included) for JSONL objects ``rows``."""
+    names = [name for name, _ in row_type.columns()]
     columns: dict[str, list[Any]] = {name: [] for name in [*names, EXTRA_COLUMN]}
     for row in rows:
         extra: dict[str, Any] = {k: v for k, v in row.items() if k not in columns}
-        for name, kind in COLUMNS:
-            value = _coerce(row.get(name), kind)
-            if value is _MISMATCH:
+        for name, kind in row_type.columns():
+            value = coerce(row.get(name), kind)
+            if is_mismatch(value):
                 extra[name] = row[name]
                 value = None
             columns[name].append(value)
@@ -104,22 +68,26 @@ def rows_to_columns(rows: Iterable[Mapping[str, Any]]) -> dict[str, list[Any]]:
     return columns
 
 
-def write_parquet(rows: Iterable[Mapping[str, Any]], path: Path) -> int:
-    """Write ``rows`` to ``path`` atomically with :func:`record_schema`; returns the row count."""
+def write_parquet(
+    rows: Iterable[Mapping[str, Any]], path: Path, row_type: type[Row] = CaptionRow
+) -> int:
+    """Write ``rows`` to ``path`` atomically with ``row_type``'s schema; returns the row count."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    columns = rows_to_columns(rows)
-    table = pa.Table.from_pydict(columns, schema=record_schema())
+    columns = rows_to_columns(rows, row_type)
+    table = pa.Table.from_pydict(columns, schema=parquet_schema(row_type))
     with atomic_path(path) as tmp:
         pq.write_table(table, str(tmp))
     logger.debug("wrote %d record(s) to %s", table.num_rows, path)
     return int(table.num_rows)
 
 
-def final_rows_for(jsonl: Path, *, model: str | None = None, style: str | None = None) -> list[Row]:
+def final_rows_for(
+    jsonl: Path, *, model: str | None = None, style: str | None = None
+) -> list[dict[str, Any]]:
     """Last row per key of ``jsonl`` (only ``model``/``style``'s rows when given), by key."""
-    latest: dict[str, Row] = {}
+    latest: dict[str, dict[str, Any]] = {}
     for row in iter_rows(jsonl, ReadStats()):
         if model is not None and row.get("model", model) != model:
             continue
@@ -130,7 +98,12 @@ def final_rows_for(jsonl: Path, *, model: str | None = None, style: str | None =
 
 
 def write_parquet_from_jsonl(
-    jsonl: Path, path: Path, *, model: str | None = None, style: str | None = None
+    jsonl: Path,
+    path: Path,
+    *,
+    model: str | None = None,
+    style: str | None = None,
+    row_type: type[Row] = CaptionRow,
 ) -> int:
     """Rewrite ``path`` from the final state of ``jsonl``; returns the row count."""
-    return write_parquet(final_rows_for(jsonl, model=model, style=style), path)
+    return write_parquet(final_rows_for(jsonl, model=model, style=style), path, row_type)

@@ -9,7 +9,8 @@ The JSONL is the source of truth. Reading it tolerates what a crash can leave be
   after, or bytes lost in a power cut): skipped and logged.
 
 Rows are reduced to the last row per key: a row appended later supersedes earlier ones (this is
-how a retried failure replaces its failed row).
+how a retried failure replaces its failed row), and read back as the task's typed row
+(``vlmcap.rows``).
 """
 
 from __future__ import annotations
@@ -22,15 +23,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vlmcap.rows import CaptionRow, Row
+
 logger = logging.getLogger(__name__)
 
-Row = dict[str, Any]
+#: One JSONL line as read: an object with a string ``key``.
+JsonObject = dict[str, Any]
 
 #: At most this many bad line numbers are named in the log (the count is always logged).
 _MAX_LOGGED_BAD_LINES = 10
 
 
-def parse_line(raw: bytes) -> Row | None:
+def parse_line(raw: bytes) -> JsonObject | None:
     """The row on one JSONL line, or ``None`` if it is not a JSON object with a string key."""
     try:
         row = json.loads(raw.decode("utf-8"))
@@ -100,7 +104,7 @@ class ReadStats:
     cut_bytes: int = 0
 
 
-def iter_rows(path: Path, stats: ReadStats | None = None) -> Iterator[Row]:
+def iter_rows(path: Path, stats: ReadStats | None = None) -> Iterator[JsonObject]:
     """Yield the parseable rows of ``path`` in file order (nothing if it does not exist).
 
     Unparseable lines (including an unrepaired torn last line) are counted in ``stats`` and
@@ -123,9 +127,9 @@ def iter_rows(path: Path, stats: ReadStats | None = None) -> Iterator[Row]:
             yield row
 
 
-def final_rows(path: Path, stats: ReadStats | None = None) -> dict[str, Row]:
+def final_rows(path: Path, stats: ReadStats | None = None) -> dict[str, JsonObject]:
     """Last row per key of ``path``, in order of each key's first appearance."""
-    rows: dict[str, Row] = {}
+    rows: dict[str, JsonObject] = {}
     for row in iter_rows(path, stats):
         rows[row["key"]] = row
     return rows
@@ -142,7 +146,7 @@ def _log_bad_lines(path: Path, bad: list[int]) -> None:
 
 @dataclass
 class ResumeState:
-    """Final state of every key in a records file.
+    """Final state of every key in a records file, as typed rows of ``row_type``.
 
     ``ok`` holds keys whose last row has status ``ok``; ``failed`` those whose last row has any
     other status (with their ``error``).
@@ -151,6 +155,7 @@ class ResumeState:
     ok: dict[str, Row] = field(default_factory=dict)
     failed: dict[str, Row] = field(default_factory=dict)
     stats: ReadStats = field(default_factory=ReadStats)
+    row_type: type[Row] = CaptionRow
 
     @classmethod
     def load(
@@ -160,6 +165,7 @@ class ResumeState:
         repair: bool = True,
         model: str | None = None,
         style: str | None = None,
+        row_type: type[Row] = CaptionRow,
     ) -> ResumeState:
         """Read ``path`` (missing: empty state). ``repair`` cuts a torn last line off the file.
 
@@ -169,7 +175,7 @@ class ResumeState:
         stats = ReadStats()
         if repair:
             stats.cut_bytes = repair_tail(path)
-        state = cls(stats=stats)
+        state = cls(stats=stats, row_type=row_type)
         for row in iter_rows(path, stats):
             if model is not None and row.get("model", model) != model:
                 continue
@@ -186,15 +192,15 @@ class ResumeState:
             )
         return state
 
-    def apply(self, row: Row) -> None:
-        """Record ``row`` as the latest state of its key."""
-        key = row["key"]
-        if row.get("status") == "ok":
-            self.failed.pop(key, None)
-            self.ok[key] = row
+    def apply(self, obj: JsonObject | Row) -> None:
+        """Record a row (a JSONL object or a typed row) as the latest state of its key."""
+        row = obj if isinstance(obj, Row) else self.row_type.from_json(obj)
+        if row.ok:
+            self.failed.pop(row.key, None)
+            self.ok[row.key] = row
         else:
-            self.ok.pop(key, None)
-            self.failed[key] = row
+            self.ok.pop(row.key, None)
+            self.failed[row.key] = row
 
     def should_skip(self, key: str, retry_failed: bool = False) -> bool:
         """True for a key that is done: ok, or failed when failures are not retried."""
@@ -202,9 +208,9 @@ class ResumeState:
             return True
         return key in self.failed and not retry_failed
 
-    def captions(self) -> dict[str, str]:
-        """key -> caption of the ok rows (rows without a text caption are left out)."""
-        return {k: r["caption"] for k, r in self.ok.items() if isinstance(r.get("caption"), str)}
+    def texts(self) -> dict[str, str]:
+        """key -> output text of the ok rows (rows without text are left out)."""
+        return {k: r.text for k, r in self.ok.items() if r.text is not None}
 
     def __contains__(self, key: object) -> bool:
         return key in self.ok or key in self.failed

@@ -33,6 +33,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from vlmcap.rows import CaptionRow, Row
 from vlmcap.sinks.caption_map import CaptionMapWriter, caption_map_path
 from vlmcap.sinks.files import JsonlWriter, atomic_path, fsync_dir, remove_temp_files
 from vlmcap.sinks.lock import OutputLock
@@ -94,6 +95,7 @@ class RecordStore:
         fsync_every_s: float = 10.0,
         command: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        row_type: type[Row] = CaptionRow,
     ) -> None:
         _check_name("model", model)
         _check_name("prompt style", style)
@@ -107,11 +109,12 @@ class RecordStore:
         self.save_every_s = save_every_s
         self.fsync_every_s = fsync_every_s
         self._clock = clock
+        self.row_type = row_type
         self.records_path = self.output_dir / RECORDS_NAME
         self.map_path = caption_map_path(self.output_dir, model, style)
         self.parquet_path = self.map_path.with_suffix(".parquet")
         self.summary = StoreSummary()
-        self.state = ResumeState()
+        self.state = ResumeState(row_type=row_type)
         self._lock = OutputLock(self.output_dir, command=command)
         self._mutex = threading.Lock()
         self._writer: JsonlWriter | None = None
@@ -147,7 +150,9 @@ class RecordStore:
             remove_temp_files(self._lock.path, older_than_s=LOCK_TEMP_AGE_S)
             if self.overwrite:
                 self._remove_previous()
-            self.state = ResumeState.load(self.records_path, model=self.model, style=self.style)
+            self.state = ResumeState.load(
+                self.records_path, model=self.model, style=self.style, row_type=self.row_type
+            )
             self.summary.resumed_ok = len(self.state.ok)
             self.summary.resumed_failed = len(self.state.failed)
             self.summary.bad_lines = len(self.state.stats.bad_lines)
@@ -155,7 +160,7 @@ class RecordStore:
             self._write_parquet = self.parquet or self.parquet_path.exists()
             self._map = CaptionMapWriter(
                 self.map_path,
-                self.state.captions(),
+                self.state.texts(),
                 save_every_items=self.save_every_items,
                 save_every_s=self.save_every_s,
                 before_save=self._sync_records,
@@ -253,7 +258,11 @@ class RecordStore:
         from vlmcap.sinks.parquet import write_parquet_from_jsonl
 
         write_parquet_from_jsonl(
-            self.records_path, self.parquet_path, model=self.model, style=self.style
+            self.records_path,
+            self.parquet_path,
+            model=self.model,
+            style=self.style,
+            row_type=self.row_type,
         )
 
     def __enter__(self) -> RecordStore:
@@ -285,13 +294,14 @@ class RecordStore:
                 return True
             return False
 
-    def write(self, row: Mapping[str, Any]) -> None:
-        """Append one finished record (``status`` "ok" with a ``caption``, or "failed").
+    def write(self, row: Row | Mapping[str, Any]) -> None:
+        """Append one finished row (``status`` "ok" with its text, or "failed"): a typed row
+        of the store's ``row_type`` or its JSONL object.
 
         ``model``/``prompt_style`` are filled in when missing. Raises ``ValueError`` for a
         malformed row and :class:`DuplicateRecordError` for a key already written in this run.
         """
-        full = self._validate(row)
+        full = self._validate(row.to_json() if isinstance(row, Row) else row)
         key: str = full["key"]
         with self._mutex:
             writer, cmap = self._require_open()
@@ -304,7 +314,7 @@ class RecordStore:
             self._written.add(key)
             if full["status"] == "ok":
                 self.summary.ok += 1
-                cmap.add(key, full["caption"])  # saves when due, records fsynced first
+                cmap.add(key, full[self.row_type.text_field])  # saves when due, fsync first
             else:
                 self.summary.failed += 1
                 cmap.discard(key)  # an earlier ok row of this key is superseded
@@ -316,14 +326,15 @@ class RecordStore:
         status = row.get("status")
         if status not in STATUSES:
             raise ValueError(f"record {key!r}: status must be one of {STATUSES}, got {status!r}")
-        if status == "ok" and not isinstance(row.get("caption"), str):
-            raise ValueError(f"record {key!r}: an ok record needs a caption string")
+        text_field = self.row_type.text_field
+        if status == "ok" and not isinstance(row.get(text_field), str):
+            raise ValueError(f"record {key!r}: an ok record needs a {text_field} string")
         for field, expected in (("model", self.model), ("prompt_style", self.style)):
-            value = row.get(field, expected)
-            if value != expected:
+            value = row.get(field)
+            if value is not None and value != expected:
                 raise ValueError(
                     f"record {key!r}: {field} {value!r} differs from this store's {expected!r}"
                 )
         full = {"key": key, "model": self.model, "prompt_style": self.style}
-        full.update(row)
+        full.update({k: v for k, v in row.items() if v is not None or k not in full})
         return full

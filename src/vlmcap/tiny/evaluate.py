@@ -36,7 +36,7 @@ from vlmcap.media.images import load_image
 from vlmcap.media.inputs import MediaFile
 from vlmcap.pipeline.load import MediaOptions, load_file
 from vlmcap.qa.choices import extract_choice
-from vlmcap.records import CaptionItem
+from vlmcap.records import Item
 from vlmcap.tiny.model import COLOURS, SHAPES
 from vlmcap.tiny.questions import (
     CATEGORIES,
@@ -64,7 +64,7 @@ _WORD = re.compile(r"[a-z]+")
 class Question:
     """A multiple-choice item: the request, its right letter and its options (A, B, ...)."""
 
-    item: CaptionItem
+    item: Item
     answer: str
     category: str
     options: tuple[str, ...]
@@ -74,7 +74,7 @@ class Question:
 class EvalSet:
     """Caption items (one per file) with their ground truth, and questions."""
 
-    captions: list[CaptionItem]
+    captions: list[Item]
     truths: dict[str, SceneSpec]  # caption key -> scene
     questions: list[Question] = field(default_factory=list)
 
@@ -125,7 +125,7 @@ def build_eval_set(
             ("which", make_pair_question(first, second, rng)),
             ("picture", make_picture_question(first, second, rng)),
         ):
-            item = CaptionItem(
+            item = Item(
                 key=f"pairs/pair_{i:04d}#{name}",
                 media=images,
                 prompt=q["prompt"],
@@ -136,7 +136,7 @@ def build_eval_set(
     return out
 
 
-def _question(item: CaptionItem, q: dict[str, Any]) -> Question:
+def _question(item: Item, q: dict[str, Any]) -> Question:
     return Question(item, q["answer"], q["category"], tuple(q["options"]))
 
 
@@ -170,7 +170,7 @@ def swapped_pairs(questions: Sequence[Question]) -> list[Question]:
     return out
 
 
-def _kind(item: CaptionItem) -> str:
+def _kind(item: Item) -> str:
     if isinstance(item.media, list):
         return "pair"
     return "video" if getattr(item.media, "ndim", None) == 4 else "image"
@@ -208,7 +208,7 @@ def caption_scores(records: Sequence[Any], truths: dict[str, SceneSpec]) -> dict
     for record in records:
         spec = truths[record.key]
         kind = "video" if record.key.startswith("videos/") else "image"
-        for name, ok in caption_checks(record.caption, spec).items():
+        for name, ok in caption_checks(record.text, spec).items():
             if name == "direction" and kind == "image":
                 continue
             tallies[kind][name].append(ok)
@@ -224,7 +224,7 @@ def qa_scores(records: Sequence[Any], questions: Sequence[Question]) -> dict[str
     per: dict[str, list[bool]] = defaultdict(list)
     four: list[bool] = []  # chance 25 %: all but "which image shows X"
     for q in questions:
-        ok = extract_choice(by_key[q.item.key].caption, q.options) == q.answer
+        ok = extract_choice(by_key[q.item.key].text, q.options) == q.answer
         per[q.category].append(ok)
         per["all"].append(ok)
         if len(q.options) == 4:
@@ -274,7 +274,7 @@ def evaluate(eval_set: EvalSet, llm: LLM, plugin: VLMPlugin, config: VLMConfig) 
 
     started = time.perf_counter()
     records = caption_items(eval_set.captions, llm, plugin, config)
-    failed = [r.key for r in records if r.caption is None]
+    failed = [r.key for r in records if r.text is None]
     qa = ask(eval_set.questions, llm, plugin, config)
     return {
         "caption": caption_scores(records, eval_set.truths),
@@ -282,7 +282,7 @@ def evaluate(eval_set: EvalSet, llm: LLM, plugin: VLMPlugin, config: VLMConfig) 
         "failed": failed,
         "training_format_matches_engine": same_prompt_tokens(records, plugin),
         "examples": [
-            {"key": r.key, "truth": eval_set.truths[r.key].description(), "caption": r.caption}
+            {"key": r.key, "truth": eval_set.truths[r.key].description(), "caption": r.text}
             for r in records[:: max(1, len(records) // 8)]
         ],
         "seconds": round(time.perf_counter() - started, 1),
@@ -299,7 +299,9 @@ def same_prompt_tokens(records: Sequence[Any], plugin: VLMPlugin) -> dict[str, i
     checked = [r for r in records if r.item is not None]
     for record in checked:
         item = record.item
-        request = plugin.make_request(record.prompt, item.media, processor, fps=item.fps)
+        request = plugin.engine_inputs(
+            plugin.make_request(record.prompt, item.media, fps=item.fps), processor
+        )
         length = int(processor_inputs(processor, request)["input_ids"].shape[1])
         same += length == record.prompt_tokens
     return {"checked": len(checked), "same_length": same}

@@ -68,7 +68,8 @@ class Encoder:
         self.pad_id = int(tokenizer.pad_token_id)
 
     def request(self, task: Task) -> EngineInputs:
-        return self.plugin.make_request(task.prompt, task.media, self.processor, fps=task.fps)
+        request = self.plugin.make_request(task.prompt, task.media, fps=task.fps)
+        return self.plugin.engine_inputs(request, self.processor)
 
     def answer_ids(self, text: str) -> list[int]:
         ids: list[int] = self.tokenizer.encode(text, add_special_tokens=False)

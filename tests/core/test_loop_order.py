@@ -1,8 +1,9 @@
-"""Loop-ordering tests of the in-flight loop with a scripted stand-in for vLLM's engine.
+"""Loop-ordering tests of the loop driver with a scripted stand-in for vLLM's engine.
 
 The real-engine tests (test_offline.py) cannot choose when a request finishes; this stand-in
 can: each request finishes after a chosen number of steps, so top-up and stage-2 re-queueing
-can be checked step by step. It complements the real-engine tests and replaces none of them.
+can be checked step by step. The stand-in sits under the real ``EngineTransport`` and driver.
+It complements the real-engine tests and replaces none of them.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from types import SimpleNamespace
 from typing import Any
 
 from vlmcap.config import VLMConfig
-from vlmcap.engine.inflight import iter_inflight
-from vlmcap.engine.requests import RequestFactory
+from vlmcap.core import Lifecycle, LoopStats, ModelRequest, drive
+from vlmcap.engine.transport import EngineTransport
 from vlmcap.plugins.base import VLMPlugin
-from vlmcap.records import CaptionItem, Status
+from vlmcap.records import Item, Status
 
 
 class EchoPlugin(VLMPlugin):
@@ -27,10 +28,13 @@ class EchoPlugin(VLMPlugin):
     def processor(self) -> Any:
         return None
 
-    def make_request(self, prompt, media, processor, *, fps=None):
+    def make_request(self, prompt, media, *, fps=None):
         if media == "reject-in-plugin":
             raise ValueError("plugin cannot use this media")
-        return {"prompt": prompt, "media": media}
+        return ModelRequest([{"role": "user", "content": prompt}], media, fps)
+
+    def engine_inputs(self, request, processor):
+        return {"prompt": request.prompt, "media": request.media}
 
 
 @dataclass
@@ -80,16 +84,19 @@ class ScriptedEngine:
         return finished
 
 
+def drive_scripted(source, engine, config, stats=None):
+    plugin = EchoPlugin()
+    transport = EngineTransport(SimpleNamespace(llm_engine=engine), plugin, config.max_inflight)
+    return list(drive(source, transport, Lifecycle(plugin, config), stats))
+
+
 def run(items, steps, **cfg):
     engine = ScriptedEngine(steps)
-    llm = SimpleNamespace(llm_engine=engine)
-    config = VLMConfig(model="echo-test", **cfg)
-    factory = RequestFactory(EchoPlugin(), config)
-    return list(iter_inflight(items, llm, factory)), engine
+    return drive_scripted(items, engine, VLMConfig(model="echo-test", **cfg)), engine
 
 
 def items(*media):
-    return [CaptionItem(key=str(m), media=m) for m in media]
+    return [Item(key=str(m), media=m) for m in media]
 
 
 def test_engine_is_topped_up_to_max_inflight_on_every_step():
@@ -112,14 +119,14 @@ def test_stage2_requests_reenter_the_same_loop_before_new_items():
         stage2=True,
         stage2_prompt="Refine: ",
     )
-    # a finishes stage 1 first; its refine request is added before item c
+    # a finishes stage 1 first; its stage-2 request is added before item c
     assert engine.added.index(records[0].request_id + ":s2") < engine.added.index(
         next(r.request_id for r in records if r.key == "c")
     )
     for r in records:
         assert r.status == Status.OK
-        assert r.stage1_caption == "caption of Describe this video in detail."
-        assert r.caption == f"caption of Refine: {r.stage1_caption}"
+        assert r.stage1_text == "caption of Describe this video in detail."
+        assert r.text == f"caption of Refine: {r.stage1_text}"
 
 
 def test_rejections_fail_one_record_and_the_rest_complete():
@@ -130,7 +137,7 @@ def test_rejections_fail_one_record_and_the_rest_complete():
     assert by_key["reject-in-plugin"].status == Status.FAILED
     assert "cannot build request" in by_key["reject-in-plugin"].error
     assert "engine rejected" in by_key["reject-in-engine"].error
-    assert by_key["reject-in-engine"].caption is None
+    assert by_key["reject-in-engine"].text is None
     assert all(by_key[k].status == Status.OK for k in ("ok1", "ok2", "ok3"))
 
 
@@ -166,20 +173,43 @@ class TrickleSource:
 
 
 def test_polling_source_never_blocks_while_the_engine_has_work():
-    from vlmcap.engine.stats import LoopStats
-
     media = [f"p{i}" for i in range(12)]
     engine = ScriptedEngine(dict.fromkeys(media, 2))
     source = TrickleSource(media, ready_every=3, engine=engine)
-    factory = RequestFactory(EchoPlugin(), VLMConfig(model="echo-test", max_inflight=8))
     stats = LoopStats()
-    records = list(iter_inflight(source, SimpleNamespace(llm_engine=engine), factory, stats))
+    config = VLMConfig(model="echo-test", max_inflight=8)
+    records = drive_scripted(source, engine, config, stats)
     assert sorted(r.key for r in records) == sorted(media)
     assert all(r.status == Status.OK for r in records)
     # a blocking poll only ever happens with the engine empty
     assert all(inside == 0 for block, inside in source.polls if block)
     assert any(not block and inside > 0 for block, inside in source.polls)
-    assert stats.steps == len(engine.inflight_history)
-    assert stats.requests == len(media)
+    assert stats.engine_steps == len(engine.inflight_history)
+    assert stats.requests == stats.replies == len(media)
     assert 0 < stats.mean_inflight <= stats.peak_inflight <= 8
     assert 0 < stats.busy_fraction <= 1
+
+
+def test_engine_death_fails_every_record_inside_then_stops_the_run():
+    class DyingEngine(ScriptedEngine):
+        def step(self):
+            if len(self.inflight_history) == 2:
+                raise RuntimeError("EngineCore died")
+            return super().step()
+
+    media = [f"d{i}" for i in range(6)]
+    engine = DyingEngine(dict.fromkeys(media, 5))
+    plugin = EchoPlugin()
+    config = VLMConfig(model="echo-test", max_inflight=3)
+    transport = EngineTransport(SimpleNamespace(llm_engine=engine), plugin, 3)
+    seen = []
+    try:
+        for record in drive(items(*media), transport, Lifecycle(plugin, config)):
+            seen.append(record)
+    except RuntimeError as exc:
+        assert "EngineCore died" in str(exc)
+    else:
+        raise AssertionError("the engine's death must stop the run")
+    assert [r.key for r in seen] == ["d0", "d1", "d2"]  # the three inside; none of the rest
+    assert all(r.status == Status.FAILED for r in seen)
+    assert all(r.error == "engine failed: RuntimeError: EngineCore died" for r in seen)

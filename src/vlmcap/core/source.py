@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from vlmcap.records import CaptionItem
+from vlmcap.records import Item
 
 
 @runtime_checkable
 class PollingSource(Protocol):
-    def poll(self, block: bool) -> CaptionItem | None:
+    def poll(self, block: bool) -> Item | None:
         """The next ready item; ``None`` when none is ready (only with ``block=False``) or
         when the source is exhausted."""
 

@@ -1,0 +1,100 @@
+"""vLLM's engine in this process as a transport: ``add_request`` in, ``step()`` out.
+
+vLLM's engine core works through its requests in its own process; each ``collect`` runs one
+``engine.step()``, which returns the outputs that finished. Engine inputs are derived from the
+plugin's ``ModelRequest`` here (``plugin.engine_inputs``), on the loop's thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, cast
+
+from vlmcap.core.lifecycle import describe_error
+from vlmcap.core.request import Completion, Sampling, StageRequest
+from vlmcap.core.transport import Finished, InflightLost, Rejected
+
+if TYPE_CHECKING:
+    from vllm import LLM, RequestOutput, SamplingParams
+
+    from vlmcap.plugins.base import VLMPlugin
+
+logger = logging.getLogger(__name__)
+
+
+def completion_of(output: RequestOutput) -> Completion:
+    """A finished vLLM output as a ``Completion`` (the first of its completions)."""
+    first = output.outputs[0] if output.outputs else None
+    metrics = getattr(output, "metrics", None)
+    arrival = getattr(metrics, "arrival_time", 0.0)
+    latency = getattr(metrics, "first_token_latency", 0.0)
+    return Completion(
+        text=first.text if first is not None else "",
+        finish_reason=first.finish_reason if first is not None else None,
+        prompt_tokens=len(output.prompt_token_ids or ()),
+        output_tokens=len(first.token_ids or ()) if first is not None else 0,
+        token_ids=tuple(first.token_ids or ()) if first is not None else (),
+        first_token_at=arrival + latency if arrival and latency else None,
+        output=output,
+    )
+
+
+class EngineTransport:
+    """Requests into ``llm.llm_engine``; at most ``capacity`` kept inside by the driver."""
+
+    def __init__(self, llm: LLM, plugin: VLMPlugin, capacity: int) -> None:
+        self.engine = llm.llm_engine
+        self.plugin = plugin
+        self._capacity = capacity
+        self._processor: Any = None
+        self._steps = 0
+        self._params: dict[Sampling, SamplingParams] = {}
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    @property
+    def steps(self) -> int:
+        return self._steps
+
+    @property
+    def processor(self) -> Any:
+        if self._processor is None:
+            self._processor = self.plugin.processor()
+        return self._processor
+
+    def params(self, request: StageRequest) -> SamplingParams:
+        """vLLM's sampling parameters of ``request`` (one object per distinct sampling)."""
+        sampling = request.sampling
+        if sampling not in self._params:
+            self._params[sampling] = sampling.to_vllm()
+        return self._params[sampling]
+
+    def submit(self, request: StageRequest) -> None:
+        try:
+            inputs = self.plugin.engine_inputs(request.request, self.processor)
+        except Exception as exc:
+            raise Rejected(f"cannot build request: {describe_error(exc)}") from exc
+        try:
+            self.engine.add_request(request.request_id, cast(Any, inputs), self.params(request))
+        except Exception as exc:
+            raise Rejected(
+                f"engine rejected {request.stage} request: {describe_error(exc)}"
+            ) from exc
+
+    def collect(self, timeout: float | None) -> list[Finished]:
+        """One engine step (it never waits longer than a step, whatever ``timeout`` says)."""
+        try:
+            outputs = self.engine.step()
+        except Exception as exc:
+            raise InflightLost(f"engine failed: {describe_error(exc)}") from exc
+        self._steps += 1
+        return [
+            Finished(output.request_id, completion_of(cast("RequestOutput", output)))
+            for output in outputs
+            if output.finished
+        ]
+
+    def close(self) -> None:
+        """Nothing to release: the engine outlives the run (its owner shuts it down)."""

@@ -1,0 +1,17 @@
+"""Process life of a run: nothing it starts outlives it, and every way it ends is an orderly one.
+
+- ``guard_children()`` (``guard.py``): a watcher process that stops the run's descendants (vLLM's
+  engine core, its workers, an API server) when the run dies, even by SIGKILL.
+- ``shutdown_llm()`` (``shutdown.py``): stop an offline ``vllm.LLM`` explicitly and quietly.
+- ``stop_on_signals()`` (``signals.py``): SIGTERM and SIGINT raise ``Interrupted``, so a stopped run
+  unwinds through its ``finally`` blocks.
+
+Only the standard library is imported here (the watcher's psutil code loads on use), so importing
+this package costs nothing in the CLI's start-up.
+"""
+
+from vlmcap.runtime.guard import ChildGuard, guard_children
+from vlmcap.runtime.shutdown import shutdown_llm
+from vlmcap.runtime.signals import Interrupted, stop_on_signals
+
+__all__ = ["ChildGuard", "Interrupted", "guard_children", "shutdown_llm", "stop_on_signals"]
