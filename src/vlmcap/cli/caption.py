@@ -8,13 +8,14 @@ config-file keys all come from there. Exit status: 0 every item captioned, 1 som
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
 
 from vlmcap.cli.caption_view import CaptionProgress, print_dry_run, print_summary
 from vlmcap.config import ConfigError, VLMConfig
-from vlmcap.media.inputs import discover
+from vlmcap.media.inputs import MediaFile, discover
 from vlmcap.media.manifest import ManifestError
 from vlmcap.options import (
     CAPTION,
@@ -75,39 +76,67 @@ def caption(**given: Any) -> None:
         print_dry_run(files, output_dir, config, run)
         raise typer.Exit(0)
 
+    raise typer.Exit(_run(files, config, client, output_dir, run))
+
+
+def _run(
+    files: list[MediaFile],
+    config: VLMConfig,
+    client: ClientOptions,
+    output_dir: Path,
+    run: RunOptions,
+) -> int:
+    """Caption ``files``; the exit status. SIGTERM (143) and SIGINT (130) stop the run through
+    the same ``finally`` as an error: records flushed, lock released, engine shut down."""
+    from vlmcap.cli.errors import usage_error
     from vlmcap.client.connect import ServerError, open_server
     from vlmcap.pipeline.backend import Backend, OfflineBackend, ServerBackend
     from vlmcap.pipeline.caption import caption_files, open_store
     from vlmcap.plugins.registry import UnknownModelError, get_plugin
+    from vlmcap.runtime import Interrupted, shutdown_llm, stop_on_signals
 
-    try:
-        server = open_server(config, client)  # None without --server-url(-file)
-        plugin = get_plugin(config.model, config.model_path)
-        store = open_store(output_dir, plugin, config, run)  # lock before the slow engine start
-    except (UnknownModelError, LockedError, ServerError, ValueError) as exc:
-        usage_error(str(exc))
-    try:
-        backend: Backend = (
-            ServerBackend(server, plugin, config)
-            if server is not None
-            else OfflineBackend(plugin.build_llm(config), plugin, config)
-        )
-        with CaptionProgress(len(files)) as progress:
-            summary = caption_files(
-                files,
-                backend,
-                plugin,
-                config,
-                output_dir,
-                run=run,
-                store=store,
-                on_row=progress.row,
-                on_file_done=progress.file_done,
-                on_plan=progress.plan,
+    store = llm = None
+    with stop_on_signals():
+        try:
+            try:
+                server = open_server(config, client)  # None without --server-url(-file)
+                plugin = get_plugin(config.model, config.model_path)
+                store = open_store(output_dir, plugin, config, run)  # lock before the engine
+            except (UnknownModelError, LockedError, ServerError, ValueError) as exc:
+                usage_error(str(exc))
+            backend: Backend
+            if server is not None:
+                backend = ServerBackend(server, plugin, config)
+            else:
+                llm = plugin.build_llm(config)
+                backend = OfflineBackend(llm, plugin, config)
+            with CaptionProgress(len(files)) as progress:
+                summary = caption_files(
+                    files,
+                    backend,
+                    plugin,
+                    config,
+                    output_dir,
+                    run=run,
+                    store=store,
+                    on_row=progress.row,
+                    on_file_done=progress.file_done,
+                    on_plan=progress.plan,
+                )
+            store.close()
+            print_summary(summary, progress.shown)  # before the engine's shutdown (seconds)
+            return 1 if summary.failed else 0
+        except ServerError as exc:
+            usage_error(str(exc))
+        except Interrupted as exc:
+            typer.echo(
+                f"{exc.name}: stopped; the records written are kept (rerun to resume)", err=True
             )
-    except ServerError as exc:
-        usage_error(str(exc))
-    finally:
-        store.close()
-    print_summary(summary, progress.shown)
-    raise typer.Exit(1 if summary.failed else 0)
+            return exc.exit_status
+        finally:
+            try:
+                if store is not None:
+                    store.close()  # records flushed and lock released before the slower engine
+            finally:
+                if llm is not None:
+                    shutdown_llm(llm)

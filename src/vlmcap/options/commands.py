@@ -1,10 +1,11 @@
 """Which option groups each subcommand takes, and how a command's values are put together.
 
 A command is a name and a tuple of groups (``CAPTION``, ``SERVE``; a new subcommand picks its
-own). From that follow its flags (``vlmcap.options.cli``), the keys its config file accepts,
-and ``resolve``: schema defaults < config file < command line. A config-file key that belongs
-to another command only (``port`` in a file shared by a server job and its clients) is ignored
-with a warning; a key no command knows is an error that lists the known ones.
+own and is listed in ``COMMANDS``). From that follow its flags (``vlmcap.options.cli``), the
+keys its config file accepts, and ``resolve``: schema defaults < config file < command line. A
+config-file key that belongs to another command only (``port`` in a file shared by a server job
+and its clients) is ignored with a warning; a key no command knows is an error that lists the
+known ones.
 """
 
 from __future__ import annotations

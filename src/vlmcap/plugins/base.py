@@ -120,7 +120,9 @@ class VLMPlugin(abc.ABC):
         from vllm import LLM
 
         from vlmcap.engine.args import engine_kwargs
+        from vlmcap.runtime import guard_children
 
+        guard_children()  # before vLLM starts processes: none may outlive this one
         return LLM(**engine_kwargs(self, config))
 
     # ---- requests -------------------------------------------------------------------------

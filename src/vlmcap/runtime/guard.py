@@ -13,12 +13,14 @@ cleared when a set-uid program is executed.
 
 So ``guard_children()`` starts one small watcher process (``watcher.py``) beside this process. The
 watcher records this process's descendants (pid and creation time) and holds the read end of a
-pipe whose write end only this process holds (it is closed in forked children, and never
-inherited by executed ones). Whatever way this process ends, the kernel closes that write end; the
-watcher then SIGTERMs the recorded descendants that are still running (a grace later, SIGKILLs
-them) and exits. It lives in its own session, so a terminal's Ctrl-C or a kill of the job's process
-group does not take it first, while this process keeps its own process group. It needs nothing
-from the platform but a pipe and ``/proc`` (through psutil), so it works the same on GPU nodes.
+pipe whose write end only this process holds (closed in forked children, never inherited by
+executed ones). Whatever way this process ends, the kernel closes that write end; the watcher
+then SIGTERMs the descendants still running (a grace later, SIGKILLs them) and exits. Children
+started between two of its recordings are not missed: a forked child reports its pid from an
+at-fork hook, and an executed one carries the guard's token in its environment (``protocol.py``).
+The watcher lives in its own session, so a terminal's Ctrl-C or a kill of the job's process group
+does not take it first, while this process keeps its own process group. It needs nothing from the
+platform but pipes and ``/proc`` (through psutil), so it works the same on GPU nodes.
 
 One guard per process: ``guard_children()`` starts it on first use and returns the running one
 afterwards (``vlmcap.plugins.base.VLMPlugin.build_llm`` and ``vlmcap serve`` call it before vLLM
@@ -30,25 +32,26 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import select
 import subprocess
 import sys
 import threading
 
+from vlmcap.runtime.protocol import DISMISS, PID_FORMAT, READY, TOKEN_ENV
+
 logger = logging.getLogger(__name__)
 
 #: The watcher's module (``python -m``).
 WATCHER_MODULE = "vlmcap.runtime.watcher"
-#: Must match ``watcher.DISMISS`` and ``watcher.READY`` (kept here so that starting the guard
-#: does not import psutil into this process).
-DISMISS = b"x"
-READY = b"ready\n"
 #: Seconds to wait for the watcher's first recording (an interpreter start on a busy machine).
 READY_TIMEOUT_S = 30.0
 #: Seconds to wait for a dismissed watcher to exit.
 STOP_TIMEOUT_S = 5.0
 #: Seconds the recorded processes get between SIGTERM and SIGKILL once this process is gone.
 TERM_GRACE_S = 5.0
+#: Random bytes of the token that marks the programs this process starts.
+TOKEN_BYTES = 16
 
 
 class ChildGuard:
@@ -57,7 +60,8 @@ class ChildGuard:
     def __init__(self, term_grace_s: float = TERM_GRACE_S) -> None:
         self.term_grace_s = term_grace_s
         self._proc: subprocess.Popen[bytes] | None = None
-        self._write_fd: int | None = None
+        self._life_fd: int | None = None  # write ends; the watcher holds the read ends
+        self._fork_fd: int | None = None
         self._owner = os.getpid()
 
     @property
@@ -70,73 +74,77 @@ class ChildGuard:
         """True while the watcher guards this process."""
         return (
             self._proc is not None
-            and self._write_fd is not None
+            and self._life_fd is not None
             and self._owner == os.getpid()
             and self._proc.poll() is None
         )
 
     def start(self) -> bool:
         """Start the watcher and wait for its first recording; False (logged) if it could not."""
-        read_fd, write_fd = os.pipe()  # both close on exec: only pass_fds reaches the watcher
-        command = [
-            sys.executable,
-            "-m",
-            WATCHER_MODULE,
-            "--parent",
-            str(os.getpid()),
-            "--fd",
-            str(read_fd),
-            "--grace",
-            str(self.term_grace_s),
-        ]
+        life_r, life_w = os.pipe()  # all four close on exec: only pass_fds reach the watcher
+        fork_r, fork_w = os.pipe()
+        os.set_blocking(fork_w, False)  # a forked child never waits on a full pipe
+        os.environ[TOKEN_ENV] = secrets.token_hex(TOKEN_BYTES)
+        command = [sys.executable, "-m", WATCHER_MODULE, "--parent", str(os.getpid())]
+        command += ["--life-fd", str(life_r), "--fork-fd", str(fork_r)]
+        command += ["--grace", str(self.term_grace_s)]
         try:
             proc = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
-                pass_fds=(read_fd,),
+                pass_fds=(life_r, fork_r),
                 start_new_session=True,  # out of reach of the terminal's signals
             )
         except OSError as exc:
-            os.close(write_fd)
+            _close(life_w, fork_w)
             logger.warning("cannot start the child guard (%s): processes may outlive a kill", exc)
             return False
         finally:
-            os.close(read_fd)
+            _close(life_r, fork_r)
         if not _read_ready(proc):
             with contextlib.suppress(OSError):
                 proc.kill()
             proc.wait()
-            os.close(write_fd)
+            _close(life_w, fork_w)
             logger.warning("the child guard did not start: processes may outlive a kill")
             return False
-        self._proc, self._write_fd, self._owner = proc, write_fd, os.getpid()
+        self._proc, self._life_fd, self._fork_fd = proc, life_w, fork_w
+        self._owner = os.getpid()
         logger.debug("child guard %d watches process %d", proc.pid, self._owner)
         return True
 
     def stop(self) -> None:
         """Let the watcher go without stopping anything (this process stays responsible)."""
-        if self._write_fd is None or self._proc is None:
+        if self._life_fd is None or self._proc is None:
             return
         with contextlib.suppress(OSError):
-            os.write(self._write_fd, DISMISS)
-        self._close_fd()
+            os.write(self._life_fd, DISMISS)
+        self._close_fds()
         try:
             self._proc.wait(STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
 
-    def _close_fd(self) -> None:
-        if self._write_fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._write_fd)
-            self._write_fd = None
+    def _close_fds(self) -> None:
+        _close(*(fd for fd in (self._life_fd, self._fork_fd) if fd is not None))
+        self._life_fd = self._fork_fd = None
 
-    def _forget(self) -> None:
-        """In a forked child: this guard is the parent's; drop the child's copy of the pipe."""
-        self._close_fd()
+    def _report_fork(self) -> None:
+        """In a child just forked: tell the watcher, and drop the child's copies of the pipes
+        (the guard and its life pipe are the parent's)."""
+        if self._fork_fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._fork_fd, PID_FORMAT.pack(os.getpid()))
+        self._close_fds()
         self._proc = None
+
+
+def _close(*fds: int) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _read_ready(proc: subprocess.Popen[bytes]) -> bool:
@@ -169,7 +177,7 @@ class _ProcessGuard:
     def after_fork_in_child(self) -> None:
         self.lock = threading.Lock()  # another thread may have held it at the fork
         if self.guard is not None:
-            self.guard._forget()
+            self.guard._report_fork()
             self.guard = None
 
 

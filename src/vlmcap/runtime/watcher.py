@@ -1,18 +1,21 @@
-"""The child guard's watcher process: ``python -m vlmcap.runtime.watcher --parent PID --fd N``.
+"""The child guard's watcher process (``python -m vlmcap.runtime.watcher``; see ``guard.py``).
 
-It runs beside the guarded process (its child, in a session of its own) and does three things:
+It runs beside the guarded process (as its child, in a session of its own) and:
 
 1. records the guarded process's descendants (pid + creation time, ``processes.ProcessId``),
-   often while they change and less often once they are stable;
-2. waits for the guarded process to end: the pipe ``--fd`` reaches end-of-file when the last
-   holder of its write end (the guarded process) is gone, and the watcher's parent pid changes
-   when the guarded process is gone and the watcher was re-parented; either one is enough;
-3. then stops the recorded descendants that still run and are still the same processes (plus
-   their own descendants, which only they could have started): SIGTERM, SIGKILL after a grace.
+   often while they change and less often once they are stable, plus every child the guarded
+   process forks, the moment it reports itself on the fork pipe;
+2. waits for the guarded process to end: its life pipe reaches end-of-file when the kernel
+   closes the guarded process's files, and the watcher's parent pid changes when it was
+   re-parented; either one is enough;
+3. then stops the descendants still running: those recorded (still carrying their recorded
+   creation time), those that carry the guard's token in their environment (programs started
+   since the last recording), and whatever these started. SIGTERM first, SIGKILL after a grace.
 
-It exits after that, or at once, killing nothing, when the guarded process writes ``DISMISS``
-into the pipe. Recorded processes are descendants by construction, and a recorded pid is only
-signalled while it still carries the recorded creation time, so nothing else is ever touched.
+It exits after that, or at once, killing nothing, when the guarded process dismisses it. A
+process is only signalled on evidence that it descends from the guarded process (seen in its
+tree, reported from its fork, or holding the token, a random value only the guarded process's
+environment passes on), and only while its pid still names the same process.
 """
 
 from __future__ import annotations
@@ -29,101 +32,165 @@ import psutil
 
 from vlmcap.runtime import processes
 from vlmcap.runtime.processes import ProcessId
+from vlmcap.runtime.protocol import DISMISS, PID_FORMAT, READY, TOKEN_ENV
 
 logger = logging.getLogger(__name__)
 
-#: Written by the guarded process into the pipe to let the watcher go without stopping anything.
-DISMISS = b"x"
-#: Written by the watcher on its stdout once it has recorded the tree for the first time.
-READY = b"ready\n"
 #: Seconds between two recordings while the process tree changes, and at most once stable.
 POLL_MIN_S = 0.1
-POLL_MAX_S = 1.0
-#: Seconds between two parent checks once the pipe is closed (the parent is exiting).
+POLL_MAX_S = 0.5
+#: Seconds between two parent checks once the life pipe is closed (the parent is exiting).
 EXIT_POLL_S = 0.02
 #: Seconds recorded processes get to exit after SIGTERM before they are killed.
 TERM_GRACE_S = 5.0
+#: Bytes read from a pipe at once (a whole number of packed pids).
+READ_SIZE = 64 * PID_FORMAT.size
 
 
 class Watch:
     """What the watcher knows of the guarded process's descendants."""
 
-    def __init__(self, parent: psutil.Process) -> None:
+    def __init__(self, parent: psutil.Process, token: str | None = None) -> None:
         self.parent = parent
+        self.token = token
         self.known: dict[int, float] = {}  # pid -> creation time
         self._own_pid = os.getpid()
+        self._partial = b""
 
     def parent_gone(self) -> bool:
         """True once the guarded process has ended (this process was re-parented)."""
         return os.getppid() != self.parent.pid
 
+    def add(self, proc: psutil.Process) -> bool:
+        """Record one descendant; True if it is new."""
+        if proc.pid == self._own_pid:
+            return False
+        try:
+            ident = ProcessId.of(proc)
+        except psutil.Error:
+            return False
+        if self.known.get(ident.pid) == ident.create_time:
+            return False
+        self.known[ident.pid] = ident.create_time
+        return True
+
     def record(self) -> bool:
-        """Add the current descendants; forget recorded ones that ended. True if anything
-        changed."""
+        """Add the current descendants; forget recorded ones that ended. True on a change."""
+        tree = processes.descendants(self.parent)
         changed = False
-        current = set()
-        for proc in processes.descendants(self.parent):
-            if proc.pid == self._own_pid:
-                continue
-            try:
-                ident = ProcessId.of(proc)
-            except psutil.Error:
-                continue
-            current.add(ident.pid)
-            if self.known.get(ident.pid) != ident.create_time:
-                self.known[ident.pid] = ident.create_time
-                changed = True
+        for proc in tree:
+            changed |= self.add(proc)
+        current = {proc.pid for proc in tree}
         for pid in [p for p in self.known if p not in current]:
-            # no longer in the tree: ended, or orphaned by a descendant that ended (then kept)
+            # out of the tree: ended, or orphaned by a descendant that ended (then kept)
             if ProcessId(pid, self.known[pid]).live() is None:
                 del self.known[pid]
                 changed = True
         return changed
 
+    def read_forks(self, data: bytes) -> None:
+        """Record the children that reported their pid on the fork pipe."""
+        data = self._partial + data
+        whole = len(data) - len(data) % PID_FORMAT.size
+        self._partial = data[whole:]
+        for (pid,) in PID_FORMAT.iter_unpack(data[:whole]):
+            try:
+                self.add(psutil.Process(pid))
+            except psutil.Error:
+                continue  # already gone
+
+    def marked(self) -> list[psutil.Process]:
+        """Running processes that carry this guard's token in their environment."""
+        if not self.token:
+            return []
+        found = []
+        for proc in psutil.process_iter():
+            if proc.pid == self._own_pid:
+                continue
+            try:
+                if proc.environ().get(TOKEN_ENV) == self.token:
+                    found.append(proc)
+            except psutil.Error:  # gone, or another user's
+                continue
+        return found
+
     def leftovers(self) -> list[psutil.Process]:
-        """Recorded descendants that still run, and whatever they started since."""
-        found: dict[int, psutil.Process] = {}
+        """The guarded process's descendants that still run (see the module's docstring)."""
+        roots: dict[int, psutil.Process] = {}
         for pid, created in self.known.items():
             proc = ProcessId(pid, created).live()
-            if proc is None:
-                continue
-            found.setdefault(proc.pid, proc)
+            if proc is not None:
+                roots[pid] = proc
+        for proc in self.marked():
+            if processes.alive(proc):
+                roots.setdefault(proc.pid, proc)
+        found = dict(roots)
+        for proc in roots.values():
             for sub in processes.descendants(proc):
                 found.setdefault(sub.pid, sub)
         found.pop(self._own_pid, None)
         return list(found.values())
 
-    def wait_for_parent(self, fd: int) -> bool:
+    def wait_for_parent(self, life_fd: int, fork_fd: int | None) -> bool:
         """Record until the guarded process ends (False) or dismisses the watcher (True)."""
         interval = POLL_MIN_S
-        pipe_open = True
+        open_fds = {life_fd} | ({fork_fd} if fork_fd is not None else set())
         while True:
-            if pipe_open:
-                readable, _, _ = select.select([fd], [], [], interval)
-                if readable:
-                    data = os.read(fd, 64)
-                    if DISMISS in data:
+            changed = False
+            if life_fd in open_fds:
+                readable, _, _ = select.select(list(open_fds), [], [], interval)
+                for fd in readable:
+                    data = os.read(fd, READ_SIZE)
+                    if not data:
+                        open_fds.discard(fd)  # life pipe: the guarded process is exiting
+                    elif fd == life_fd and DISMISS in data:
                         return True
-                    if not data:  # the write end is closed: the guarded process is exiting
-                        pipe_open = False
+                    elif fd == fork_fd:
+                        self.read_forks(data)
+                        changed = True
             else:
                 time.sleep(EXIT_POLL_S)
             if self.parent_gone():
                 return False
-            changed = self.record()
+            changed |= self.record()
             interval = POLL_MIN_S if changed else min(POLL_MAX_S, interval * 2)
 
 
+def stop_leftovers(watch: Watch, grace_s: float) -> bool:
+    """Stop what the ended guarded process left running; False if something survived."""
+    left = watch.leftovers()
+    # multiprocessing's resource tracker ends by itself once its last client is gone (it ignores
+    # SIGTERM, and it removes the shared memory its clients leaked): it gets time, no warning.
+    trackers = [p for p in left if processes.is_resource_tracker(p)]
+    others = [p for p in left if p not in trackers]
+    survivors: list[psutil.Process] = []
+    if others:
+        logger.warning(
+            "process %d ended without stopping %d of its processes; stopping %s",
+            watch.parent.pid,
+            len(others),
+            ", ".join(processes.describe(p) for p in others),
+        )
+        survivors = processes.stop(others, grace_s)
+    survivors += processes.stop(processes.wait_gone(trackers, grace_s), 0.0)
+    if survivors:
+        logger.error(
+            "still running after SIGKILL: %s", ", ".join(processes.describe(p) for p in survivors)
+        )
+    return not survivors
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m vlmcap.runtime.watcher", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m vlmcap.runtime.watcher")
     parser.add_argument("--parent", type=int, required=True, help="pid of the guarded process")
-    parser.add_argument("--fd", type=int, required=True, help="read end of the guard's pipe")
+    parser.add_argument("--life-fd", type=int, required=True, help="read end of the life pipe")
+    parser.add_argument("--fork-fd", type=int, default=None, help="read end of the fork pipe")
     parser.add_argument("--grace", type=float, default=TERM_GRACE_S, help="seconds after SIGTERM")
     return parser.parse_args(argv)
 
 
 def _announce_ready() -> None:
-    """Tell the guarded process the tree is recorded, then let go of its pipe."""
+    """Tell the guarded process the tree is recorded, then let go of that pipe."""
     os.write(sys.stdout.fileno(), READY)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
@@ -135,41 +202,21 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="vlmcap guard: %(levelname)s %(message)s"
     )
-    # The terminal's Ctrl-C is for the guarded process; this one must outlive it.
+    # The terminal's Ctrl-C and hang-up are for the guarded process; this one must outlive it.
     for sig in (signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     if os.getppid() != args.parent:
         logger.error("process %d is not this watcher's parent (gone already?)", args.parent)
         return 1
     try:
-        watch = Watch(psutil.Process(args.parent))
+        watch = Watch(psutil.Process(args.parent), os.environ.get(TOKEN_ENV))
     except psutil.Error:
         return 1
     watch.record()
     _announce_ready()
-    if watch.wait_for_parent(args.fd):
+    if watch.wait_for_parent(args.life_fd, args.fork_fd):
         return 0
-    left = watch.leftovers()
-    # multiprocessing's resource tracker ends by itself once its last client is gone (it ignores
-    # SIGTERM, and it removes the shared memory its clients leaked): it gets time, no warning.
-    trackers = [p for p in left if processes.is_resource_tracker(p)]
-    others = [p for p in left if p not in trackers]
-    survivors: list[psutil.Process] = []
-    if others:
-        logger.warning(
-            "process %d ended without stopping %d of its processes; stopping %s",
-            args.parent,
-            len(others),
-            ", ".join(processes.describe(p) for p in others),
-        )
-        survivors = processes.stop(others, args.grace)
-    survivors += processes.stop(processes.wait_gone(trackers, args.grace), 0.0)
-    if survivors:
-        logger.error(
-            "still running after SIGKILL: %s", ", ".join(processes.describe(p) for p in survivors)
-        )
-        return 1
-    return 0
+    return 0 if stop_leftovers(watch, args.grace) else 1
 
 
 if __name__ == "__main__":

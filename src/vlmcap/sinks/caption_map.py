@@ -25,9 +25,13 @@ from vlmcap.sinks.files import atomic_write_json
 logger = logging.getLogger(__name__)
 
 
-def caption_map_path(output_dir: Path, model: str, style: str) -> Path:
-    """``output_dir/captions/<model>/<model>_<style>.json``."""
-    return output_dir / "captions" / model / f"{model}_{style}.json"
+#: Folder of the text maps of a caption run (a task may name its own, e.g. ``answers``).
+CAPTIONS_DIR = "captions"
+
+
+def caption_map_path(output_dir: Path, model: str, style: str, folder: str = CAPTIONS_DIR) -> Path:
+    """``output_dir/<folder>/<model>/<model>_<style>.json`` (folder ``captions`` by default)."""
+    return output_dir / folder / model / f"{model}_{style}.json"
 
 
 class CaptionMapWriter:

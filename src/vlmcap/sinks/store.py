@@ -1,4 +1,7 @@
-"""The output store of a caption run: lock, resume, records JSONL, caption map, parquet.
+"""The output store of a run: lock, resume, records JSONL, text map, parquet.
+
+The store is the same for every task: ``row_type`` (``vlmcap.rows``) says what a row holds and
+which field is the map's text (``caption`` for captioning); ``map_dir`` names the map's folder.
 
 Files in ``output_dir`` (``<model>``/``<style>`` are the run's model and prompt style)::
 
@@ -34,7 +37,7 @@ from types import TracebackType
 from typing import Any
 
 from vlmcap.rows import CaptionRow, Row
-from vlmcap.sinks.caption_map import CaptionMapWriter, caption_map_path
+from vlmcap.sinks.caption_map import CAPTIONS_DIR, CaptionMapWriter, caption_map_path
 from vlmcap.sinks.files import JsonlWriter, atomic_path, fsync_dir, remove_temp_files
 from vlmcap.sinks.lock import OutputLock
 from vlmcap.sinks.resume import ResumeState, parse_line, repair_tail
@@ -96,6 +99,7 @@ class RecordStore:
         command: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         row_type: type[Row] = CaptionRow,
+        map_dir: str = CAPTIONS_DIR,
     ) -> None:
         _check_name("model", model)
         _check_name("prompt style", style)
@@ -111,7 +115,7 @@ class RecordStore:
         self._clock = clock
         self.row_type = row_type
         self.records_path = self.output_dir / RECORDS_NAME
-        self.map_path = caption_map_path(self.output_dir, model, style)
+        self.map_path = caption_map_path(self.output_dir, model, style, map_dir)
         self.parquet_path = self.map_path.with_suffix(".parquet")
         self.summary = StoreSummary()
         self.state = ResumeState(row_type=row_type)
