@@ -18,6 +18,47 @@ from vlmcap.config import VLMConfig
 # Keep vLLM's own logs short in test output; errors still show.
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
+#: Seconds between two recordings of this process's descendants (see ``no_vllm_process_left``).
+RECORD_EVERY_S = 0.5
+#: Seconds the session's vLLM processes get to exit after the last fixture's teardown.
+LEFTOVER_WAIT_S = 10.0
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_vllm_process_left() -> Iterator[None]:
+    """Fail the session loudly if a vLLM process a test started outlives every fixture.
+
+    The session's descendants are recorded as they come (the child guard's own ``Watch``), so
+    an engine orphaned by a killed CLI, now a child of init, is still known to be this session's.
+    """
+    import threading
+
+    import psutil
+
+    from vlmcap.runtime import processes
+    from vlmcap.runtime.watcher import Watch
+
+    watch = Watch(psutil.Process())
+    done = threading.Event()
+
+    def record() -> None:
+        while not done.wait(RECORD_EVERY_S):
+            watch.record()
+
+    recorder = threading.Thread(target=record, name="vllm-leftovers", daemon=True)
+    recorder.start()
+    yield
+    done.set()
+    recorder.join()
+    watch.record()
+    left = processes.wait_gone(
+        [p for p in watch.leftovers() if processes.is_vllm(p)], LEFTOVER_WAIT_S
+    )
+    if left:
+        listing = "\n".join(f"  {processes.describe(p)}" for p in left)
+        processes.stop(left, grace_s=processes.KILL_WAIT_S)
+        pytest.fail(f"vLLM processes left running by this session (now killed):\n{listing}")
+
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -51,7 +92,23 @@ def engine_config(tiny_model_path: Path, **overrides: Any) -> VLMConfig:
 def engine(tiny_model_path: Path) -> Iterator[tuple[Any, Any]]:
     """(plugin, vllm.LLM) shared by every engine test; started once (about 40 s on a CPU)."""
     from vlmcap.engine import load_engine
+    from vlmcap.runtime import shutdown_llm
 
     plugin, llm = load_engine(engine_config(tiny_model_path))
     yield plugin, llm
-    llm.llm_engine.engine_core.shutdown()
+    shutdown_llm(llm)
+
+
+@pytest.fixture(scope="session")
+def trained_engine() -> Iterator[tuple[Any, Any, Any]]:
+    """(vllm.LLM, plugin, config) on the shipped trained tiny model, for the tests that check
+    meaning (the right caption, the right answer); started once per session, on first use."""
+    from vlmcap.engine import load_engine
+    from vlmcap.runtime import shutdown_llm
+    from vlmcap.tiny.evaluate import engine_config as trained_config
+    from vlmcap.tiny.model import shipped_model_path
+
+    config = trained_config(shipped_model_path())
+    plugin, llm = load_engine(config)
+    yield llm, plugin, config
+    shutdown_llm(llm)

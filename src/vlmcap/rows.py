@@ -217,3 +217,32 @@ class CaptionRow(Row):
         item = {k: v for k, v in meta.items() if k in known and k not in values}
         extra = {k: v for k, v in meta.items() if k not in known}
         return cls(**values, **item, extra=extra)
+
+
+@dataclass
+class QARow(Row):
+    """One answer to a multiple-choice question (one pass of it in circular mode).
+
+    The record's text is ``model_output``; ``predicted_letter`` is what extraction read from it
+    (``extraction_method`` says which rule decided, ``extraction_evidence`` the words it read)
+    in the question's own lettering, so ``is_correct`` compares it with ``gt_letter`` whatever
+    rotation the pass showed.
+    """
+
+    text_field: ClassVar[str] = "model_output"
+
+    qid: str | None = None
+    question: str | None = None
+    choices: list[str] | None = None
+    gt_answer: str | None = None
+    gt_letter: str | None = None
+    predicted_letter: str | None = None
+    model_output: str | None = None
+    is_correct: bool | None = None
+    extraction_method: str | None = None
+    extraction_evidence: str | None = None
+    category: str | None = None
+    source: str | None = None
+    image_paths: list[str] | None = None
+    num_images: int | None = None
+    rotation: int | None = field(default=None, metadata=ITEM)  # circular mode: options shift

@@ -175,9 +175,13 @@ def test_help_is_grouped_in_panels():
 
 
 def test_help_default_is_typer_none_where_the_schema_default_is_not_a_value():
-    assert help_default(CAPTION.option("model_path")) == (None, "the plugin's weights")
-    assert help_default(CAPTION.option("engine_args")) == (None, False)
-    assert help_default(CAPTION.option("video_fps")) == (2.0, True)
+    def shown(name: str) -> tuple[object, bool | str]:
+        spec = CAPTION.option(name)
+        return help_default(spec, CAPTION.default(spec))
+
+    assert shown("model_path") == (None, "the plugin's weights")
+    assert shown("engine_args") == (None, False)
+    assert shown("video_fps") == (2.0, True)
 
 
 def test_command_names_clash_within_a_command_are_refused():

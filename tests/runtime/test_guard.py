@@ -7,6 +7,7 @@ parent, out of reach of ``PR_SET_PDEATHSIG``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -84,6 +85,33 @@ def test_sigkill_of_the_parent_stops_the_whole_tree(method: str) -> None:
         bystander.wait()
 
 
+def test_a_child_forked_just_before_a_sigkill_is_stopped_too() -> None:
+    """The fork reports itself to the watcher: no recording interval to slip through."""
+    parent = subprocess.Popen(
+        [sys.executable, str(TREE), "fork", "guard", "suicide"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[2],
+    )
+    child: psutil.Process | None = None
+    try:
+        assert parent.stdout is not None
+        word, pid = parent.stdout.readline().split()
+        assert word == "child"
+        with contextlib.suppress(psutil.NoSuchProcess):  # already stopped by the guard
+            child = psutil.Process(int(pid))
+        assert parent.wait(START_TIMEOUT_S) == -signal.SIGKILL
+        if child is not None:
+            assert not survivors({child.pid: child}, GONE_WITHIN_S)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        if child is not None:
+            left = {child.pid: child}
+            snapshot(child, left)
+            kill_all(left)
+
+
 def test_without_a_guard_the_tree_outlives_a_sigkill() -> None:
     """The problem the guard solves, shown: grandchildren are re-parented and keep running."""
     recorded: dict[int, psutil.Process] = {}
@@ -138,7 +166,11 @@ def test_a_parent_that_exits_without_cleaning_up_leaves_nothing() -> None:
 def test_the_watcher_of_a_clean_process_exits_with_it_silently() -> None:
     code = "from vlmcap.runtime import guard_children; print(guard_children().pid)"
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=START_TIMEOUT_S
+        [sys.executable, "-c", code],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_S,
     )
     assert done.returncode == 0, done.stderr
     watcher = int(done.stdout)

@@ -1,4 +1,5 @@
-"""``stop_on_signals``: SIGTERM/SIGINT unwind through ``finally``; a second signal ends at once."""
+"""``stop_on_signals`` in a real process: SIGTERM/SIGINT stop the work and wait for the clean-up;
+a second signal ends the process at once."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ import pytest
 
 #: Seconds a child may take to start, or to exit once signalled.
 TIMEOUT_S = 60.0
+#: Seconds that stand for "until a signal comes".
+FOREVER_S = 3600.0
+#: Seconds of a clean-up that a signal must not cut short.
+CLEANUP_S = 1.0
 
 SCRIPT = textwrap.dedent(
     """
@@ -19,36 +24,35 @@ SCRIPT = textwrap.dedent(
     from pathlib import Path
     from vlmcap.runtime import Interrupted, stop_on_signals
 
-    marker, cleanup_s = Path(sys.argv[1]), float(sys.argv[2])
-    with stop_on_signals():
+    marker, work_s, cleanup_s = Path(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+    with stop_on_signals() as signals:
         try:
-            print("ready", flush=True)
-            time.sleep(3600)
-        except Interrupted as exc:
-            status = exc.exit_status
+            with signals.raising():
+                print("working", flush=True)
+                time.sleep(work_s)
+        except Interrupted:
+            pass
         finally:
             print("cleaning", flush=True)
             time.sleep(cleanup_s)
             marker.write_text("cleaned up")
-    sys.exit(status)
+    sys.exit(signals.exit_status(0))
     """
 )
 
 
-def run_until(tmp_path: Path, signals: list[int], cleanup_s: float) -> tuple[int, bool]:
+def run(
+    tmp_path: Path, work_s: float, cleanup_s: float, signals: dict[str, int]
+) -> tuple[int, bool]:
+    """Run the script, sending ``signals[phase]`` when it prints ``phase``; (status, cleaned)."""
     marker = tmp_path / "marker"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SCRIPT, str(marker), str(cleanup_s)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    cmd = [sys.executable, "-c", SCRIPT, str(marker), str(work_s), str(cleanup_s)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
-        proc.send_signal(signals[0])
-        if len(signals) > 1:
-            assert proc.stdout.readline().strip() == "cleaning"
-            proc.send_signal(signals[1])
+        for line in proc.stdout:
+            if line.strip() in signals:
+                proc.send_signal(signals[line.strip()])
         return proc.wait(TIMEOUT_S), marker.exists()
     finally:
         if proc.poll() is None:
@@ -57,10 +61,16 @@ def run_until(tmp_path: Path, signals: list[int], cleanup_s: float) -> tuple[int
 
 
 @pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_unwinds_through_finally(tmp_path: Path, sig: int, status: int) -> None:
-    assert run_until(tmp_path, [sig], cleanup_s=0.0) == (status, True)
+def test_a_signal_stops_the_work_and_the_clean_up_runs(
+    tmp_path: Path, sig: int, status: int
+) -> None:
+    assert run(tmp_path, FOREVER_S, 0.0, {"working": sig}) == (status, True)
 
 
-def test_a_second_signal_during_cleanup_exits_at_once(tmp_path: Path) -> None:
-    code, cleaned = run_until(tmp_path, [signal.SIGTERM, signal.SIGINT], cleanup_s=3600)
-    assert (code, cleaned) == (130, False)
+def test_a_signal_during_the_clean_up_waits_for_it(tmp_path: Path) -> None:
+    assert run(tmp_path, 0.0, CLEANUP_S, {"cleaning": signal.SIGTERM}) == (143, True)
+
+
+def test_a_second_signal_exits_at_once(tmp_path: Path) -> None:
+    signals = {"working": signal.SIGTERM, "cleaning": signal.SIGINT}
+    assert run(tmp_path, FOREVER_S, FOREVER_S, signals) == (130, False)

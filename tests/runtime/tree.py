@@ -4,15 +4,17 @@
 spawn or fork), like the API server or an engine core; the child starts two grandchildren, a
 ``sleep`` program and a forked Python process, like an engine core's workers. ``GUARD`` is
 ``guard`` (``guard_children()`` first), ``dismiss`` (a guard dismissed once the tree is up) or
-``none``. ``END`` is ``wait`` (sleep until killed) or ``exit`` (exit, leaving the tree running,
-once a line arrives on stdin).
-The parent prints ``ready`` once the tree is complete.
+``none``. ``END`` is ``wait`` (sleep until killed), ``exit`` (exit, leaving the tree running,
+once a line arrives on stdin) or ``suicide`` (SIGKILL itself right after starting the child,
+before any recording of the watcher could have seen it). The parent prints ``ready`` once the
+tree is complete, ``child PID`` in the ``suicide`` case.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -46,6 +48,9 @@ def main() -> None:
     child = mp.get_context(method).Process(target=_child)
     child.start()
     assert child.pid is not None
+    if end == "suicide":
+        print(f"child {child.pid}", flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
     while len(psutil.Process(child.pid).children()) < GRANDCHILDREN:
         time.sleep(POLL_S)
     if guard is not None and guard_mode == "dismiss":

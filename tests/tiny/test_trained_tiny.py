@@ -1,12 +1,12 @@
 """The shipped tiny model sees, through vLLM's real engine, and the scores catch broken pipelines.
 
-One module-scoped engine on the trained weights (``vlmcap/tiny/assets/tiny_vlm``); the session
-engine of conftest stays on the random-weight model, whose long varied outputs other tests need.
+The session's ``trained_engine`` (conftest) runs the trained weights (``vlmcap/tiny/assets/
+tiny_vlm``); the session ``engine`` stays on the random-weight model, whose long varied outputs
+other tests need.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +19,10 @@ from vlmcap.tiny.evaluate import (
     ask,
     build_eval_set,
     caption_checks,
-    engine_config,
     shuffled_media,
     swapped_pairs,
 )
-from vlmcap.tiny.model import SHIPPED_MODEL_DIR, shipped_model_path
+from vlmcap.tiny.model import SHIPPED_MODEL_DIR
 from vlmcap.tiny.synthetic import SceneSpec, render_image, render_video_frames
 
 pytestmark = pytest.mark.engine
@@ -33,17 +32,6 @@ pytestmark = pytest.mark.engine
 THRESHOLD = 0.75
 #: Media moved to the wrong item: answers fall to about chance (0.36 offline when measured).
 BROKEN = 0.5
-
-
-@pytest.fixture(scope="module")
-def trained_engine() -> Iterator[tuple[Any, Any, Any]]:
-    """(vllm.LLM, plugin, config) on the shipped model, started once for this module."""
-    from vlmcap.engine import load_engine
-
-    config = engine_config(shipped_model_path())
-    plugin, llm = load_engine(config)
-    yield llm, plugin, config
-    llm.llm_engine.engine_core.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from vlmcap import __version__
-from vlmcap.cli import caption, models, serve
+from vlmcap.cli import caption, models, qa, serve
 from vlmcap.debug.logging import setup_logging
 
 app = typer.Typer(
@@ -17,6 +17,7 @@ app = typer.Typer(
 )
 app.command("models")(models.models)
 app.command("caption")(caption.caption)
+app.command("qa")(qa.qa)
 app.command("serve")(serve.serve)
 
 

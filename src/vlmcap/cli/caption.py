@@ -96,47 +96,49 @@ def _run(
     from vlmcap.runtime import Interrupted, shutdown_llm, stop_on_signals
 
     store = llm = None
-    with stop_on_signals():
+    status = 0
+    with stop_on_signals() as signals:  # SIGTERM/SIGINT: Interrupted in the work, then clean-up
         try:
-            try:
-                server = open_server(config, client)  # None without --server-url(-file)
-                plugin = get_plugin(config.model, config.model_path)
-                store = open_store(output_dir, plugin, config, run)  # lock before the engine
-            except (UnknownModelError, LockedError, ServerError, ValueError) as exc:
-                usage_error(str(exc))
-            backend: Backend
-            if server is not None:
-                backend = ServerBackend(server, plugin, config)
-            else:
-                llm = plugin.build_llm(config)
-                backend = OfflineBackend(llm, plugin, config)
-            with CaptionProgress(len(files)) as progress:
-                summary = caption_files(
-                    files,
-                    backend,
-                    plugin,
-                    config,
-                    output_dir,
-                    run=run,
-                    store=store,
-                    on_row=progress.row,
-                    on_file_done=progress.file_done,
-                    on_plan=progress.plan,
-                )
-            store.close()
-            print_summary(summary, progress.shown)  # before the engine's shutdown (seconds)
-            return 1 if summary.failed else 0
+            with signals.raising():
+                try:
+                    server = open_server(config, client)  # None without --server-url(-file)
+                    plugin = get_plugin(config.model, config.model_path)
+                    store = open_store(output_dir, plugin, config, run)  # locked before the engine
+                except (UnknownModelError, LockedError, ServerError, ValueError) as exc:
+                    usage_error(str(exc))
+                backend: Backend
+                if server is not None:
+                    backend = ServerBackend(server, plugin, config)
+                else:
+                    llm = plugin.build_llm(config)
+                    backend = OfflineBackend(llm, plugin, config)
+                with CaptionProgress(len(files)) as progress:
+                    summary = caption_files(
+                        files,
+                        backend,
+                        plugin,
+                        config,
+                        output_dir,
+                        run=run,
+                        store=store,
+                        on_row=progress.row,
+                        on_file_done=progress.file_done,
+                        on_plan=progress.plan,
+                    )
+                store.close()
+                print_summary(summary, progress.shown)  # before the engine's shutdown (seconds)
+                status = 1 if summary.failed else 0
         except ServerError as exc:
             usage_error(str(exc))
         except Interrupted as exc:
             typer.echo(
                 f"{exc.name}: stopped; the records written are kept (rerun to resume)", err=True
             )
-            return exc.exit_status
         finally:
             try:
                 if store is not None:
-                    store.close()  # records flushed and lock released before the slower engine
+                    store.close()  # records flushed and lock released before the engine
             finally:
                 if llm is not None:
                     shutdown_llm(llm)
+    return signals.exit_status(status)

@@ -37,14 +37,15 @@ SHOWN_ROWS = 50
 
 
 class CaptionProgress:
-    """Files bar with rows (items or windows), rows/s, output tokens/s, failures and ETA."""
+    """Inputs bar (files, or questions) with rows (items, windows or passes), rows/s, output
+    tokens/s, failures and ETA."""
 
-    def __init__(self, files: int) -> None:
+    def __init__(self, files: int, verb: str = "captioning", unit: str = "files") -> None:
         self._progress = Progress(
-            TextColumn("captioning"),
+            TextColumn(verb),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("files  {task.fields[rows]} rows  {task.fields[rate]}"),
+            TextColumn(unit + "  {task.fields[rows]} rows  {task.fields[rate]}"),
             TextColumn("[red]{task.fields[failed]} failed"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),

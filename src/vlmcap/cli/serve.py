@@ -97,6 +97,7 @@ def serve(**given: Any) -> None:
 
 def _run(server: ServerProcess, opts: ServeOptions, model: str) -> int:
     """Start ``server``, announce it, wait for a signal or its death; the exit status."""
+    from vlmcap.runtime import guard_children
     from vlmcap.server.command import ServerStartError
     from vlmcap.server.url_file import remove_url_file, write_url_file
 
@@ -105,6 +106,7 @@ def _run(server: ServerProcess, opts: ServeOptions, model: str) -> int:
     written = False
     try:
         err.print(f"starting the vLLM server for {escape(model)} on {escape(opts.local_url)}...")
+        guard_children()  # even a SIGKILL of this process takes the server's engine with it
         server.start()
         stopper.server = server
         try:

@@ -5,8 +5,8 @@ is a field of an option group (a pydantic model; ``vlmcap.options.base``), the g
 ``vlm`` (the parts of ``VLMConfig``), ``media``, ``run`` and ``network``, and each subcommand
 picks its groups (``commands``). Derived from it, never written out again:
 
-- the Typer parameters of ``vlmcap caption`` and ``vlmcap serve`` (``cli``), whose help shows
-  the schema's defaults;
+- the Typer parameters of ``vlmcap caption``, ``vlmcap qa`` and ``vlmcap serve`` (``cli``),
+  whose help shows the schema's defaults (or a command's own, ``CommandSpec.defaults``);
 - the keys of their config files (``commands.CommandSpec.file_keys``);
 - validation, with errors that name the field, the value and the rule;
 - the options a caption run through a server ignores (``SERVER_IGNORED_FIELDS``: the
@@ -21,6 +21,7 @@ from vlmcap.options.commands import (
     ALL_GROUPS,
     CAPTION,
     COMMANDS,
+    QA,
     SERVE,
     SERVER_IGNORED_FIELDS,
     CommandSpec,
@@ -29,6 +30,7 @@ from vlmcap.options.commands import (
 from vlmcap.options.files import ConfigFileOptions, load_config_file
 from vlmcap.options.media import MediaOptions
 from vlmcap.options.network import ClientOptions, ServerOptions
+from vlmcap.options.qa import QAOptions
 from vlmcap.options.run import InputOptions, OutputOptions, RunOptions
 from vlmcap.options.vlm import (
     EngineOptions,
@@ -44,6 +46,7 @@ __all__ = [
     "ALL_GROUPS",
     "CAPTION",
     "COMMANDS",
+    "QA",
     "SERVE",
     "SERVER_IGNORED_FIELDS",
     "ClientOptions",
@@ -62,6 +65,7 @@ __all__ = [
     "ParsedOptions",
     "PromptFileOptions",
     "PromptOptions",
+    "QAOptions",
     "RunOptions",
     "SamplingOptions",
     "ServerOptions",

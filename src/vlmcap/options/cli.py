@@ -31,7 +31,7 @@ CONTEXT_PARAMETER = "ctx"
 GIVEN_SOURCES = frozenset({"COMMANDLINE", "ENVIRONMENT", "PROMPT"})
 
 
-def help_default(spec: OptionSpec) -> tuple[Any, bool | str]:
+def help_default(spec: OptionSpec, default: Any) -> tuple[Any, bool | str]:
     """(the default Typer is given, its ``show_default``) for one option.
 
     A default that is not a plain value (``None`` meaning "the plugin's", an empty list) is
@@ -39,15 +39,15 @@ def help_default(spec: OptionSpec) -> tuple[Any, bool | str]:
     """
     if spec.flag.default_text is not None:
         return None, spec.flag.default_text
-    default = spec.default
     if default is None or default in ([], {}) or spec.flag.parse is not None:
         return None, False
     return default, True
 
 
-def typer_parameter(spec: OptionSpec) -> inspect.Parameter:
-    """The ``inspect.Parameter`` (with its ``typer.Option``/``Argument``) of one option."""
-    default, show = help_default(spec)
+def typer_parameter(spec: OptionSpec, command_default: Any = None) -> inspect.Parameter:
+    """The ``inspect.Parameter`` (with its ``typer.Option``/``Argument``) of one option, whose
+    default is ``command_default`` (the command's default of it)."""
+    default, show = help_default(spec, command_default)
     info: Any
     if spec.flag.argument:
         info = typer.Argument(
@@ -81,6 +81,7 @@ def typer_signature(command: CommandSpec) -> inspect.Signature:
     after that group's own.
     """
     panels = list(dict.fromkeys(group.panel for group in command.groups))
+    panels += [p for p in dict.fromkeys(s.panel for s in command.options()) if p not in panels]
     specs = sorted(
         command.options(),
         key=lambda s: (panels.index(s.panel), s.flag.panel is not None),
@@ -88,7 +89,7 @@ def typer_signature(command: CommandSpec) -> inspect.Signature:
     context = inspect.Parameter(
         CONTEXT_PARAMETER, inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context
     )
-    params = [context, *(typer_parameter(spec) for spec in specs)]
+    params = [context, *(typer_parameter(spec, command.default(spec)) for spec in specs)]
     return inspect.Signature(params, return_annotation=None)
 
 

@@ -20,6 +20,7 @@ from vlmcap.options.base import ConfigError, OptionGroup, OptionSpec
 from vlmcap.options.files import ConfigFileOptions, load_config_file
 from vlmcap.options.media import MediaOptions
 from vlmcap.options.network import ClientOptions, ServerOptions
+from vlmcap.options.qa import DEFAULT_QA_MAX_OUTPUT_TOKENS, QAOptions
 from vlmcap.options.run import InputOptions, OutputOptions, RunOptions
 from vlmcap.options.vlm import (
     EngineOptions,
@@ -41,12 +42,15 @@ class CommandSpec:
     """A subcommand's options: the groups it takes, in ``--help`` order.
 
     ``exclusive``: sets of options of which one may be given; one given on the command line
-    drops the others' config-file values (the command line wins).
+    drops the others' config-file values (the command line wins). ``defaults``: this command's
+    own default for an option of a shared group (``vlmcap qa`` answers in fewer tokens than a
+    caption takes), shown in its help and used when the option is not given.
     """
 
     name: str
     groups: tuple[type[OptionGroup], ...]
     exclusive: tuple[frozenset[str], ...] = ()
+    defaults: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         seen: dict[str, str] = {"ctx": "the command context"}  # see vlmcap.options.cli
@@ -57,6 +61,13 @@ class CommandSpec:
                     f"and {spec.group.group}"
                 )
             seen[spec.name] = spec.group.group
+        unknown = sorted(set(self.defaults) - set(seen))
+        if unknown:
+            raise TypeError(f"vlmcap {self.name}: defaults for options it lacks: {unknown}")
+
+    def default(self, spec: OptionSpec) -> Any:
+        """The default of ``spec`` in this command (its own, else the schema's)."""
+        return self.defaults.get(spec.name, spec.default)
 
     def options(self) -> tuple[OptionSpec, ...]:
         return tuple(spec for group in self.groups for spec in group.options())
@@ -149,7 +160,7 @@ class ParsedOptions:
         """The given value of ``name``, else the schema default."""
         if name in self.values:
             return self.values[name]
-        return self.command.option(name).default
+        return self.command.default(self.command.option(name))
 
     def build(self, target: type[G], **extra: Any) -> G:
         """``target`` (a group, or a model made of groups such as ``VLMConfig``) from the
@@ -158,7 +169,8 @@ class ParsedOptions:
         Only given values are passed, so ``model_fields_set`` says what the user chose.
         """
         fields = target.model_fields
-        return target.build(**{k: v for k, v in self.values.items() if k in fields}, **extra)
+        values = {**self.command.defaults, **self.values}
+        return target.build(**{k: v for k, v in values.items() if k in fields}, **extra)
 
 
 def groups_named(names: Iterable[str]) -> tuple[type[OptionGroup], ...]:
@@ -170,6 +182,7 @@ def groups_named(names: Iterable[str]) -> tuple[type[OptionGroup], ...]:
 #: Every option group, in ``--help`` order.
 ALL_GROUPS: tuple[type[OptionGroup], ...] = (
     InputOptions,
+    QAOptions,
     OutputOptions,
     RunOptions,
     ConfigFileOptions,
@@ -210,7 +223,15 @@ CAPTION = CommandSpec(
     ),
 )
 SERVE = CommandSpec("serve", groups_named(["config", "model", "engine", "server"]))
-COMMANDS: dict[str, CommandSpec] = {c.name: c for c in (CAPTION, SERVE)}
+QA = CommandSpec(
+    "qa",
+    groups_named(
+        ["qa", "output", "run", "config", "model", "sampling", "engine", "loop", "client"]
+    ),
+    exclusive=(frozenset({"server_url", "server_url_file"}),),
+    defaults={"max_output_tokens": DEFAULT_QA_MAX_OUTPUT_TOKENS},
+)
+COMMANDS: dict[str, CommandSpec] = {c.name: c for c in (CAPTION, SERVE, QA)}
 
 #: Options a caption run through a server ignores (with a warning): ``vlmcap serve``'s.
 SERVER_IGNORED_FIELDS: frozenset[str] = CAPTION.engine_side()

@@ -120,7 +120,8 @@ def run_task(
 
     def load_error(loaded: Loaded[Any]) -> None:
         summary.inputs_failed += 1
-        write(task.failed_row(loaded))
+        for row in task.failed_rows(loaded):
+            write(row)
         unit_done(loaded.key)
 
     with Prefetcher(plan.jobs, task.load, workers=workers, depth=prefetch) as prefetcher:

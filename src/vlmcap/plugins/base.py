@@ -109,6 +109,21 @@ class VLMPlugin(abc.ABC):
             return self.prompts.get("image", self.prompts["default"])
         return self.prompt(variant, text)
 
+    #: Last line of a multiple-choice question: how to answer.
+    qa_instruction: ClassVar[str] = (
+        "Answer with the option's letter from the given choices directly."
+    )
+
+    def qa_prompt(self, question: str, choices: Mapping[str, str], hint: str | None = None) -> str:
+        """The text of a multiple-choice question: the hint (if any), the question, one line
+        per option (``A. text``) and ``qa_instruction``. A family trained on another layout
+        overrides this (or just ``qa_instruction``)."""
+        lines = [f"Hint: {hint}"] if hint else []
+        lines.append(question)
+        lines.extend(f"{letter}. {text}" for letter, text in choices.items())
+        lines.append(self.qa_instruction)
+        return "\n".join(lines)
+
     # ---- engine ---------------------------------------------------------------------------
 
     def engine_overrides(self, config: VLMConfig) -> dict[str, Any]:
@@ -120,9 +135,9 @@ class VLMPlugin(abc.ABC):
         from vllm import LLM
 
         from vlmcap.engine.args import engine_kwargs
-        from vlmcap.runtime import guard_children
+        from vlmcap.runtime import before_engine_start
 
-        guard_children()  # before vLLM starts processes: none may outlive this one
+        before_engine_start()  # child guard, shutdown timeouts: before vLLM starts processes
         return LLM(**engine_kwargs(self, config))
 
     # ---- requests -------------------------------------------------------------------------

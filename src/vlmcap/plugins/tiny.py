@@ -9,16 +9,19 @@ of the plumbing (long outputs, truncation, throughput).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from vlmcap.config import VLMConfig
 from vlmcap.plugins.qwen2_5_vl import Qwen25VLPlugin
+from vlmcap.tiny.questions import ANSWER_INSTRUCTION
 
 
 class TinyQwen25VLPlugin(Qwen25VLPlugin):
     variant = "tiny-qwen2.5-vl"
     model_id = "vlmcap/tiny-qwen2.5-vl"
     description = "Built-in ~2M-parameter Qwen2.5-VL trained on synthetic shapes (shipped)."
+    #: The instruction the tiny model was trained on (``vlmcap.tiny.questions``).
+    qa_instruction: ClassVar[str] = ANSWER_INSTRUCTION
 
     @property
     def model_path(self) -> str:

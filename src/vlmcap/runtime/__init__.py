@@ -2,7 +2,8 @@
 
 - ``guard_children()`` (``guard.py``): a watcher process that stops the run's descendants (vLLM's
   engine core, its workers, an API server) when the run dies, even by SIGKILL.
-- ``shutdown_llm()`` (``shutdown.py``): stop an offline ``vllm.LLM`` explicitly and quietly.
+- ``before_engine_start()`` and ``shutdown_llm()`` (``engine.py``): an offline ``vllm.LLM`` is
+  guarded from its start and stopped explicitly and quietly.
 - ``stop_on_signals()`` (``signals.py``): SIGTERM and SIGINT raise ``Interrupted``, so a stopped run
   unwinds through its ``finally`` blocks.
 
@@ -10,8 +11,16 @@ Only the standard library is imported here (the watcher's psutil code loads on u
 this package costs nothing in the CLI's start-up.
 """
 
+from vlmcap.runtime.engine import before_engine_start, shutdown_llm
 from vlmcap.runtime.guard import ChildGuard, guard_children
-from vlmcap.runtime.shutdown import shutdown_llm
-from vlmcap.runtime.signals import Interrupted, stop_on_signals
+from vlmcap.runtime.signals import Interrupted, StopSignals, stop_on_signals
 
-__all__ = ["ChildGuard", "Interrupted", "guard_children", "shutdown_llm", "stop_on_signals"]
+__all__ = [
+    "ChildGuard",
+    "Interrupted",
+    "StopSignals",
+    "before_engine_start",
+    "guard_children",
+    "shutdown_llm",
+    "stop_on_signals",
+]

@@ -15,9 +15,9 @@ So ``guard_children()`` starts one small watcher process (``watcher.py``) beside
 watcher records this process's descendants (pid and creation time) and holds the read end of a
 pipe whose write end only this process holds (closed in forked children, never inherited by
 executed ones). Whatever way this process ends, the kernel closes that write end; the watcher
-then SIGTERMs the descendants still running (a grace later, SIGKILLs them) and exits. Children
-started between two of its recordings are not missed: a forked child reports its pid from an
-at-fork hook, and an executed one carries the guard's token in its environment (``protocol.py``).
+then SIGTERMs the descendants still running (a grace later, SIGKILLs them) and exits. A child
+forked just before the end is not missed: it reports its pid from an at-fork hook at once; the
+direct children are looked at ten times a second, the whole tree less often.
 The watcher lives in its own session, so a terminal's Ctrl-C or a kill of the job's process group
 does not take it first, while this process keeps its own process group. It needs nothing from the
 platform but pipes and ``/proc`` (through psutil), so it works the same on GPU nodes.
@@ -32,13 +32,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import secrets
 import select
 import subprocess
 import sys
 import threading
 
-from vlmcap.runtime.protocol import DISMISS, PID_FORMAT, READY, TOKEN_ENV
+from vlmcap.runtime.protocol import DISMISS, PID_FORMAT, READY
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +49,6 @@ READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
 #: Seconds the recorded processes get between SIGTERM and SIGKILL once this process is gone.
 TERM_GRACE_S = 5.0
-#: Random bytes of the token that marks the programs this process starts.
-TOKEN_BYTES = 16
 
 
 class ChildGuard:
@@ -84,7 +81,6 @@ class ChildGuard:
         life_r, life_w = os.pipe()  # all four close on exec: only pass_fds reach the watcher
         fork_r, fork_w = os.pipe()
         os.set_blocking(fork_w, False)  # a forked child never waits on a full pipe
-        os.environ[TOKEN_ENV] = secrets.token_hex(TOKEN_BYTES)
         command = [sys.executable, "-m", WATCHER_MODULE, "--parent", str(os.getpid())]
         command += ["--life-fd", str(life_r), "--fork-fd", str(fork_r)]
         command += ["--grace", str(self.term_grace_s)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ KILL_WAIT_S = 5.0
 #: Command-line marks of vLLM's own processes: the titles vLLM gives its engine core, workers and
 #: API server processes (``VLLM::EngineCore``...), and its server entry points.
 VLLM_MARKS = ("VLLM::", "vllm.entrypoints")
+#: Whether this kernel lists a thread's children in ``/proc/PID/task/TID/children``.
+_CHILDREN_FILES = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,26 @@ def descendants(proc: psutil.Process) -> list[psutil.Process]:
         return proc.children(recursive=True)
     except psutil.Error:
         return []
+
+
+def direct_children(pid: int) -> list[int] | None:
+    """Pids of ``pid``'s children from ``/proc/PID/task/*/children``: a few small reads instead
+    of psutil's scan of every process, cheap enough to repeat often. None where the kernel does
+    not offer these files (then only ``descendants`` can tell)."""
+    if not _CHILDREN_FILES:
+        return None
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    pids: list[int] = []
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", encoding="ascii") as file:
+                pids.extend(int(word) for word in file.read().split())
+        except (OSError, ValueError):
+            continue  # the thread ended meanwhile
+    return pids
 
 
 def command_line(proc: psutil.Process) -> str:

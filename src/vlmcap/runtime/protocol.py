@@ -6,8 +6,6 @@ imports this module, and it must stay cheap).
 - the *fork pipe*: a child forked by the guarded process writes its pid into it from an at-fork
   hook, so the watcher knows that child at once (a pid is ``PID_FORMAT``-packed: one write of a
   few bytes, which the kernel never interleaves with another);
-- ``TOKEN_ENV``: set in the guarded process's environment, so every program it starts (spawn,
-  subprocess) carries the token where the watcher can read it (``/proc/PID/environ``);
 - ``READY``: the watcher's first and only line on its stdout, once it has recorded the tree.
 """
 
@@ -18,4 +16,3 @@ import struct
 DISMISS = b"x"
 READY = b"ready\n"
 PID_FORMAT = struct.Struct("<i")
-TOKEN_ENV = "VLMCAP_GUARD_TOKEN"

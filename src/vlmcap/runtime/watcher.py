@@ -2,20 +2,20 @@
 
 It runs beside the guarded process (as its child, in a session of its own) and:
 
-1. records the guarded process's descendants (pid + creation time, ``processes.ProcessId``),
-   often while they change and less often once they are stable, plus every child the guarded
-   process forks, the moment it reports itself on the fork pipe;
+1. records the guarded process's descendants (pid + creation time, ``processes.ProcessId``):
+   its direct children ten times a second (a few reads in ``/proc``), the whole tree often while
+   it changes and less often once it is stable, and every child the guarded process forks the
+   moment that child reports itself on the fork pipe;
 2. waits for the guarded process to end: its life pipe reaches end-of-file when the kernel
    closes the guarded process's files, and the watcher's parent pid changes when it was
    re-parented; either one is enough;
-3. then stops the descendants still running: those recorded (still carrying their recorded
-   creation time), those that carry the guard's token in their environment (programs started
-   since the last recording), and whatever these started. SIGTERM first, SIGKILL after a grace.
+3. then stops the recorded descendants still running (those whose pid still carries the recorded
+   creation time) and whatever these started since: SIGTERM first, SIGKILL after a grace.
 
-It exits after that, or at once, killing nothing, when the guarded process dismisses it. A
-process is only signalled on evidence that it descends from the guarded process (seen in its
-tree, reported from its fork, or holding the token, a random value only the guarded process's
-environment passes on), and only while its pid still names the same process.
+It exits after that, or at once, killing nothing, when the guarded process dismisses it. Only
+processes seen below the guarded process (or reported from its forks) are ever signalled, and
+only while their pid still names the same process. What can escape: a program the guarded
+process executes (not forks) less than one fast poll (0.1 s) before it is killed.
 """
 
 from __future__ import annotations
@@ -32,13 +32,15 @@ import psutil
 
 from vlmcap.runtime import processes
 from vlmcap.runtime.processes import ProcessId
-from vlmcap.runtime.protocol import DISMISS, PID_FORMAT, READY, TOKEN_ENV
+from vlmcap.runtime.protocol import DISMISS, PID_FORMAT, READY
 
 logger = logging.getLogger(__name__)
 
-#: Seconds between two recordings while the process tree changes, and at most once stable.
-POLL_MIN_S = 0.1
-POLL_MAX_S = 0.5
+#: Seconds between two looks at the guarded process's direct children.
+CHILDREN_POLL_S = 0.1
+#: Seconds between two recordings of the whole tree while it changes, and at most once stable.
+TREE_POLL_MIN_S = 0.1
+TREE_POLL_MAX_S = 1.0
 #: Seconds between two parent checks once the life pipe is closed (the parent is exiting).
 EXIT_POLL_S = 0.02
 #: Seconds recorded processes get to exit after SIGTERM before they are killed.
@@ -50,9 +52,8 @@ READ_SIZE = 64 * PID_FORMAT.size
 class Watch:
     """What the watcher knows of the guarded process's descendants."""
 
-    def __init__(self, parent: psutil.Process, token: str | None = None) -> None:
+    def __init__(self, parent: psutil.Process) -> None:
         self.parent = parent
-        self.token = token
         self.known: dict[int, float] = {}  # pid -> creation time
         self._own_pid = os.getpid()
         self._partial = b""
@@ -73,6 +74,18 @@ class Watch:
             return False
         self.known[ident.pid] = ident.create_time
         return True
+
+    def record_children(self) -> bool:
+        """Add the guarded process's new direct children (the fast look); True if any."""
+        pids = processes.direct_children(self.parent.pid)
+        changed = False
+        for pid in pids or ():
+            if pid not in self.known:
+                try:
+                    changed |= self.add(psutil.Process(pid))
+                except psutil.Error:
+                    continue
+        return changed
 
     def record(self) -> bool:
         """Add the current descendants; forget recorded ones that ended. True on a change."""
@@ -99,21 +112,6 @@ class Watch:
             except psutil.Error:
                 continue  # already gone
 
-    def marked(self) -> list[psutil.Process]:
-        """Running processes that carry this guard's token in their environment."""
-        if not self.token:
-            return []
-        found = []
-        for proc in psutil.process_iter():
-            if proc.pid == self._own_pid:
-                continue
-            try:
-                if proc.environ().get(TOKEN_ENV) == self.token:
-                    found.append(proc)
-            except psutil.Error:  # gone, or another user's
-                continue
-        return found
-
     def leftovers(self) -> list[psutil.Process]:
         """The guarded process's descendants that still run (see the module's docstring)."""
         roots: dict[int, psutil.Process] = {}
@@ -121,9 +119,6 @@ class Watch:
             proc = ProcessId(pid, created).live()
             if proc is not None:
                 roots[pid] = proc
-        for proc in self.marked():
-            if processes.alive(proc):
-                roots.setdefault(proc.pid, proc)
         found = dict(roots)
         for proc in roots.values():
             for sub in processes.descendants(proc):
@@ -133,12 +128,13 @@ class Watch:
 
     def wait_for_parent(self, life_fd: int, fork_fd: int | None) -> bool:
         """Record until the guarded process ends (False) or dismisses the watcher (True)."""
-        interval = POLL_MIN_S
         open_fds = {life_fd} | ({fork_fd} if fork_fd is not None else set())
+        tree_interval = TREE_POLL_MIN_S
+        next_tree = time.monotonic() + tree_interval
         while True:
             changed = False
             if life_fd in open_fds:
-                readable, _, _ = select.select(list(open_fds), [], [], interval)
+                readable, _, _ = select.select(list(open_fds), [], [], CHILDREN_POLL_S)
                 for fd in readable:
                     data = os.read(fd, READ_SIZE)
                     if not data:
@@ -152,8 +148,15 @@ class Watch:
                 time.sleep(EXIT_POLL_S)
             if self.parent_gone():
                 return False
-            changed |= self.record()
-            interval = POLL_MIN_S if changed else min(POLL_MAX_S, interval * 2)
+            changed |= self.record_children()
+            if changed or time.monotonic() >= next_tree:
+                tree_changed = self.record()
+                tree_interval = (
+                    TREE_POLL_MIN_S
+                    if changed or tree_changed
+                    else min(TREE_POLL_MAX_S, tree_interval * 2)
+                )
+                next_tree = time.monotonic() + tree_interval
 
 
 def stop_leftovers(watch: Watch, grace_s: float) -> bool:
@@ -209,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("process %d is not this watcher's parent (gone already?)", args.parent)
         return 1
     try:
-        watch = Watch(psutil.Process(args.parent), os.environ.get(TOKEN_ENV))
+        watch = Watch(psutil.Process(args.parent))
     except psutil.Error:
         return 1
     watch.record()

@@ -100,6 +100,7 @@ class RecordStore:
         clock: Callable[[], float] = time.monotonic,
         row_type: type[Row] = CaptionRow,
         map_dir: str = CAPTIONS_DIR,
+        records_name: str = RECORDS_NAME,
     ) -> None:
         _check_name("model", model)
         _check_name("prompt style", style)
@@ -114,7 +115,8 @@ class RecordStore:
         self.fsync_every_s = fsync_every_s
         self._clock = clock
         self.row_type = row_type
-        self.records_path = self.output_dir / RECORDS_NAME
+        self.map_dir = map_dir
+        self.records_path = self.output_dir / records_name
         self.map_path = caption_map_path(self.output_dir, model, style, map_dir)
         self.parquet_path = self.map_path.with_suffix(".parquet")
         self.summary = StoreSummary()
@@ -131,7 +133,7 @@ class RecordStore:
     @property
     def outputs(self) -> dict[str, Path]:
         """The files this run writes: ``records``, ``captions`` and (if enabled) ``parquet``."""
-        paths = {"records": self.records_path, "captions": self.map_path}
+        paths = {"records": self.records_path, self.map_dir: self.map_path}
         if self._write_parquet:
             paths["parquet"] = self.parquet_path
         return paths
@@ -206,7 +208,7 @@ class RecordStore:
                 kept += 1
         if kept == 0:
             self.records_path.unlink()
-            fsync_dir(self.output_dir)
+            fsync_dir(self.records_path.parent)
         logger.info(
             "overwrite: removed %d earlier record(s) of %s/%s from %s (%d other line(s) kept)",
             dropped,

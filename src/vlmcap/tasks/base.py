@@ -9,7 +9,7 @@ the loop over a backend, resume, the output store, progress and the summary. A t
                                    # never raises: a bad input comes back with its error)
     row(record)                    # a finished record -> the task's row (e.g. the caption,
                                    # or the extracted answer and whether it is right)
-    failed_row(loaded)             # the row of an input that could not be loaded
+    failed_rows(loaded)            # the rows of an input that could not be loaded
 
 Captioning is ``vlmcap.tasks.caption.CaptionTask``; docs/architecture.md shows how visual QA
 plugs in.
@@ -60,7 +60,7 @@ class Task(Protocol[J_contra]):
 
     def row(self, record: Record) -> Row: ...
 
-    def failed_row(self, loaded: Loaded[object]) -> Row: ...
+    def failed_rows(self, loaded: Loaded[object]) -> list[Row]: ...
 
 
 #: ``should_skip(key)``: the store's answer to "is this key done?" (counts the skips).

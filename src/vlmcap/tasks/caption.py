@@ -92,9 +92,9 @@ class CaptionTask:
         meta = record.item.meta if record.item is not None else {}
         return CaptionRow.from_record(record, meta)
 
-    def failed_row(self, loaded: Loaded[object]) -> CaptionRow:
+    def failed_rows(self, loaded: Loaded[object]) -> list[Row]:
         record = Record(key=loaded.key, request_id="-")
         record.fail(loaded.error or "cannot load", time.time())
         unit = loaded.unit
         kind = unit.kind if isinstance(unit, MediaFile) else None
-        return CaptionRow.from_record(record, {"path": loaded.key, "kind": kind})
+        return [CaptionRow.from_record(record, {"path": loaded.key, "kind": kind})]

@@ -1,0 +1,78 @@
+"""The part every job command shares: pick the backend, keep the process tidy, map outcomes to
+exit statuses.
+
+    run_job(config, client, open_store, work)
+      stop_on_signals()                 # SIGTERM/SIGINT unwind through the finally below
+      open_server(config, client)       # None: offline (no --server-url / --server-url-file)
+      plugin, store = open_store(...)   # the output folder is locked before the engine starts
+      backend: ServerBackend or OfflineBackend(plugin.build_llm(config))
+      work(backend, plugin, store, server_url) -> exit status
+      finally: store closed (rows flushed, lock released), then the engine shut down
+
+Exit status: ``work``'s; 2 for bad usage or a server that is not usable; 143 after SIGTERM,
+130 after SIGINT (the rows written stay; the same command resumes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import typer
+
+from vlmcap.cli.errors import usage_error
+
+if TYPE_CHECKING:
+    from vlmcap.config import VLMConfig
+    from vlmcap.options import ClientOptions
+    from vlmcap.pipeline.backend import Backend
+    from vlmcap.plugins.base import VLMPlugin
+    from vlmcap.sinks.store import RecordStore
+
+#: ``work(backend, plugin, store, server_url)`` -> exit status.
+Work = Callable[["Backend", "VLMPlugin", "RecordStore", "str | None"], int]
+
+
+def run_job(
+    config: VLMConfig,
+    client: ClientOptions,
+    open_store: Callable[[VLMPlugin], RecordStore],
+    work: Work,
+) -> int:
+    """Run ``work`` on the backend ``config``/``client`` name; its exit status."""
+    from vlmcap.client.connect import ServerError, open_server
+    from vlmcap.pipeline.backend import OfflineBackend, ServerBackend
+    from vlmcap.plugins.registry import UnknownModelError, get_plugin
+    from vlmcap.runtime import Interrupted, shutdown_llm, stop_on_signals
+    from vlmcap.sinks.lock import LockedError
+
+    store = llm = None
+    with stop_on_signals():
+        try:
+            try:
+                server = open_server(config, client)  # None without --server-url(-file)
+                plugin = get_plugin(config.model, config.model_path)
+                store = open_store(plugin)  # lock before the slow engine start
+            except (UnknownModelError, LockedError, ServerError, ValueError) as exc:
+                usage_error(str(exc))
+            backend: Backend
+            if server is not None:
+                backend = ServerBackend(server, plugin, config)
+            else:
+                llm = plugin.build_llm(config)
+                backend = OfflineBackend(llm, plugin, config)
+            return work(backend, plugin, store, server.url if server is not None else None)
+        except ServerError as exc:
+            usage_error(str(exc))
+        except Interrupted as exc:
+            typer.echo(
+                f"{exc.name}: stopped; the rows written are kept (rerun to resume)", err=True
+            )
+            return exc.exit_status
+        finally:
+            try:
+                if store is not None:
+                    store.close()  # rows flushed and lock released before the slower engine
+            finally:
+                if llm is not None:
+                    shutdown_llm(llm)

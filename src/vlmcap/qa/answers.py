@@ -1,0 +1,640 @@
+"""Which option a model's free-text answer to a multiple-choice question picks, and why.
+
+A visual-QA score is only as good as the parser behind it. Common harnesses lose or invent
+accuracy in the parser: reading the first capital letter of "The answer is (B)" as ``T``,
+counting the article in "A red circle is shown" as option A, taking the last letter-like token
+in a long explanation, or drawing a random option when nothing parses. ``extract_choice``
+never guesses; it returns an ``Extraction`` naming the rule that decided (``method``) and the
+substring it read (``evidence`` at ``span``), so every score can be audited.
+
+    extract_choice("The answer is (B).", ["star", "circle", "square", "cross"])
+    # Extraction(letter='B', method=<Method.EXPLICIT>, evidence='answer is (B', ...)
+
+What is read
+    Reasoning is set aside first: every ``<think>...</think>`` block, everything before a
+    ``</think>`` that has no opening tag (chat templates often put the opening tag in the
+    prompt) and everything after a ``<think>`` that is never closed (a truncated reasoning has
+    no answer yet). When an ``<answer>...</answer>`` block remains, only the last one is read.
+    ``*``, backticks and ``$`` (Markdown and inline-math decoration) read as spaces.
+
+Rules, first that decides wins
+    1. ``boxed``: ``\\boxed{B}``, ``\\boxed{\\text{B}}``, ``$\\boxed{(B) circle}$`` or boxed
+       option text. A box is the strongest declaration a model makes, so it outranks all
+       else; boxes naming different options are ``ambiguous``. A box with nothing readable
+       (``\\boxed{42}``) is passed over.
+    2. ``explicit``: "answer is B", "Answer: b", "**Answer:** C", "the correct option is (D)",
+       "I choose B", "it's option (B)", "B is the correct answer", "答案：B". The LAST readable
+       declaration wins, since models revise themselves ("Answer: A ... on reflection, the
+       answer is C").
+       A negated one ("the answer is not A") is no declaration. One naming several letters
+       ("the answer is A or B") is ``ambiguous``.
+    3. ``lone_letter``: the whole answer is a letter, bracketed or not, with an optional
+       period or "Option" before it ("B", "(c)", "Option D."), or the answer's last line is
+       (a conclusion after unmarked reasoning); different lone-letter lines are ``ambiguous``.
+    4. ``option_text``: the answer is exactly one option's text (case and punctuation aside).
+       Before rule 5 so that an option such as "A dog" reads as itself, not as letter A.
+    5. ``leading_letter``: the answer starts with a marked letter: "D.", "(C) ...", "B) ...",
+       "B, because", "A - red". Starting with two letters ("B or C") is ``ambiguous``; so is an
+       answer that starts like a list of options ("A. red" and "B. blue" on the next line).
+    6. ``refusal``: "I cannot determine ...", "I'm unable to see the image", "none of the
+       options", "not enough information" (unless the phrase is an option's own text).
+       After the letter rules, since a model may hedge and still answer ("I can't be sure,
+       but the answer is B"); before rule 8, so that a refusal that mentions an option
+       ("I cannot tell whether it is a circle") picks nothing.
+    7. ``ambiguous``: two valid letters offered as alternatives anywhere ("A or B", "(A)/(C)").
+    8. ``option_text``: exactly one option's text appears in the answer. An option inside a
+       longer one that also appears counts once ("dark red" is not also "red"); two options
+       named is ``ambiguous``.
+    Then ``invalid`` when the answer started with a letter that is not a choice ("E. none"
+    with four options) and ``none`` otherwise. A letter outside the choices is never an
+    answer: it reads as ``invalid`` where a rule above would have taken it (a lone "E", an
+    "Answer: E", a ``\\boxed{E}``), and ``letter`` is ``None``.
+
+Letters and articles
+    A letter counts only as a standalone token: not part of a word ("B12", "X-ray", "U.S.",
+    "I'm"), and either bracketed, at the end of a line, or followed by punctuation (``.``
+    ``)`` ``,`` ``;`` ``-``; ``:`` only after an explicit cue or "Option"). A letter followed
+    by a word is a choice only after an explicit cue and only for letters that are not English
+    words: "Answer: B circle" is B, but "Answer: A red circle" reads "A" as the article (and
+    then the option text decides). Anywhere, a letter followed by "because", "since", "as" or
+    "or" counts ("A because ..."), as no article or pronoun is followed by those. Lowercase
+    letters count when standalone in the same way ("answer: b", "(c)"), so the article in
+    "a circle" never does, while an answer that is only "a" is letter A. A letter merely
+    mentioned in a sentence ("Option A is wrong") is never read; the answer has to declare it.
+
+Case-insensitive throughout, except where case is the only thing telling a letter from a word
+(a bare uppercase letter in "A or B" and "B is correct").
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+import functools
+import itertools
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+__all__ = ["ALPHABET", "Choices", "Extraction", "Method", "extract_choice", "normalize_choices"]
+
+#: Letters an option can have, in order; ``choices=None`` accepts all of them.
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+#: What ``extract_choice`` takes as the options: letter -> text, texts lettered A, B, ...,
+#: a string of letters (``"ABCD"``: those letters, no texts) or ``None`` (any letter).
+Choices = Mapping[str, str] | Sequence[str] | None
+
+
+class Method(enum.StrEnum):
+    """The rule that decided an extraction (see the module docstring for their order)."""
+
+    BOXED = "boxed"
+    EXPLICIT = "explicit"
+    LONE_LETTER = "lone_letter"
+    LEADING_LETTER = "leading_letter"
+    OPTION_TEXT = "option_text"
+    REFUSAL = "refusal"
+    AMBIGUOUS = "ambiguous"
+    INVALID = "invalid"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """The option an answer picks (``letter``, ``None`` when none) and why.
+
+    ``evidence`` is the substring of the answer that decided (empty for ``none``) and ``span``
+    its ``(start, end)`` offsets in the text given to ``extract_choice``.
+    """
+
+    letter: str | None
+    method: Method
+    evidence: str = ""
+    span: tuple[int, int] | None = None
+
+    @property
+    def answered(self) -> bool:
+        """Whether the answer picks a valid option."""
+        return self.letter is not None
+
+
+# -- what is read ----------------------------------------------------------------------------
+
+_THINK_TAG = re.compile(r"<(?P<close>/?)think>", re.IGNORECASE)
+_ANSWER_OPEN = re.compile(r"<answer>", re.IGNORECASE)
+_ANSWER_CLOSE = re.compile(r"</answer>", re.IGNORECASE)
+_ANSWER_TAG = re.compile(r"</?answer>", re.IGNORECASE)
+#: Markdown emphasis, code marks and inline-math dollars: decoration, read as spaces.
+_DECORATION = re.compile(r"[*`$]")
+
+
+def _blank(match: re.Match[str]) -> str:
+    return " " * len(match.group())
+
+
+def _reading(text: str) -> tuple[str, int, int]:
+    """``text`` with reasoning and decoration blanked (same length, so offsets stay valid)
+    and the bounds of the part that is read."""
+    reasoning: list[tuple[int, int]] = []
+    opened: int | None = None
+    for tag in _THINK_TAG.finditer(text):
+        if not tag.group("close"):
+            opened = tag.start() if opened is None else opened
+        elif opened is not None:  # a block: up to its first closing tag
+            reasoning.append((opened, tag.end()))
+            opened = None
+        else:  # no opening tag (the prompt had it): everything before is reasoning
+            reasoning.append((0, tag.end()))
+    if opened is not None:  # never closed: the rest is reasoning cut short
+        reasoning.append((opened, len(text)))
+    chars = list(_DECORATION.sub(_blank, text))
+    for start, end in reasoning:
+        chars[start:end] = " " * (end - start)
+    view = "".join(chars)
+    lo, hi = 0, len(view)
+    answers = list(_ANSWER_OPEN.finditer(view))
+    if answers:
+        lo = answers[-1].end()
+        close = _ANSWER_CLOSE.search(view, lo)
+        hi = close.start() if close else len(view)
+    return _ANSWER_TAG.sub(_blank, view), lo, hi
+
+
+# -- letters ---------------------------------------------------------------------------------
+
+#: Uppercase letters that are also English words: never a choice when followed by a word,
+#: except after the words in ``_CONNECTIVES``.
+_WORD_LETTERS = frozenset("AI")
+#: Words no article or pronoun is followed by: a letter before one of them is a choice.
+_CONNECTIVES = frozenset({"because", "since", "as", "or"})
+_APOSTROPHES = "'’"
+_WORD = re.compile(r"[^\W_]+")
+_TOKEN = re.compile(
+    r"(?P<open>[(\[{<（【「\"'“‘])?(?P<letter>[A-Za-z])(?P<close>[)\]}>）】」\"'”’])?"
+)
+#: Between two letters offered together: "A or B", "A/B", "A, C", "A and C".
+_JOIN = re.compile(
+    r"[ \t]*(?:,[ \t]*(?:(?:or|and)[ \t]+)?|[/|&][ \t]*|(?<=[ \t])(?:or|and)[ \t]+)"
+    r"(?:(?:option|choice)[ \t]+)?",
+    re.IGNORECASE,
+)
+
+
+def _is_word_char(char: str) -> bool:
+    return char.isalnum() or char == "_"
+
+
+@dataclass(frozen=True)
+class _Token:
+    letter: str  # uppercase
+    start: int
+    end: int
+
+
+def _standalone(s: str, i: int, letter: str, closed: bool, declared: bool) -> bool:
+    """Whether a letter ending at ``s[i]`` stands alone (see "Letters and articles")."""
+    nxt = s[i : i + 1]
+    if not nxt:
+        return True
+    if _is_word_char(nxt) or nxt in _APOSTROPHES:
+        return False
+    if closed or nxt in "\r\n":
+        return True
+    if nxt in ".-–—":  # "B." and "B -" but not "U.S." or "X-ray"
+        return not _is_word_char(s[i + 1 : i + 2])
+    if nxt in ":：":
+        return declared
+    if nxt in " \t":
+        j = i
+        while j < len(s) and s[j] in " \t":
+            j += 1
+        if j == len(s) or s[j] in "\r\n":
+            return True
+        if not _is_word_char(s[j]):
+            return s[j] in "-–—([{"
+        word = _WORD.match(s, j)
+        following = word.group().casefold() if word else ""
+        if declared and letter.isupper() and letter not in _WORD_LETTERS:
+            return True
+        return following in _CONNECTIVES
+    return True  # , ; ! ? ) / and the like
+
+
+def _read_token(s: str, pos: int, *, declared: bool, after_word_ok: bool = False) -> _Token | None:
+    """The letter token starting at ``s[pos]``, if one stands alone there."""
+    if pos > 0 and not after_word_ok and (_is_word_char(s[pos - 1]) or s[pos - 1] in "'’"):
+        return None
+    m = _TOKEN.match(s, pos)
+    if not m:
+        return None
+    closed = m.group("close") is not None
+    end = m.end() if closed else m.end("letter")
+    if not _standalone(s, end, m.group("letter"), closed, declared):
+        return None
+    return _Token(m.group("letter").upper(), m.start(), end)
+
+
+def _chain(s: str, first: _Token, *, declared: bool) -> list[_Token]:
+    """``first`` and the letters joined to it ("A or B", "A, C")."""
+    tokens = [first]
+    while True:
+        join = _JOIN.match(s, tokens[-1].end)
+        if not join:
+            return tokens
+        nxt = _read_token(s, join.end(), declared=declared, after_word_ok=True)
+        if nxt is None:
+            return tokens
+        tokens.append(nxt)
+
+
+# -- options ---------------------------------------------------------------------------------
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(w.casefold() for w in _WORD.findall(text))
+
+
+@functools.lru_cache(maxsize=1024)
+def _option_pattern(text: str) -> re.Pattern[str] | None:
+    words = _WORD.findall(text)
+    if not words:
+        return None
+    body = r"[\W_]+".join(re.escape(w) for w in words)
+    return re.compile(rf"(?<![^\W_]){body}(?![^\W_])", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class _Options:
+    letters: tuple[str, ...]  # valid letters, in order
+    texts: tuple[tuple[str, str], ...]  # (letter, text) of options with readable text
+
+    def hits(self, s: str, lo: int = 0, hi: int | None = None) -> list[tuple[str, int, int]]:
+        """(letter, start, end) of each option text in ``s[lo:hi]``, less those inside a
+        longer option's text that is there too."""
+        end = len(s) if hi is None else hi
+        found: list[tuple[str, int, int]] = []
+        for letter, text in self.texts:
+            pattern = _option_pattern(text)
+            if pattern is not None:
+                found.extend((letter, m.start(), m.end()) for m in pattern.finditer(s, lo, end))
+        found.sort(key=lambda h: (h[1], -h[2]))
+        kept: list[tuple[str, int, int]] = []
+        reach_start, reach_end = -1, -1
+        for hit in found:
+            inside = reach_end > hit[2] or (reach_end == hit[2] and reach_start < hit[1])
+            if not inside:
+                kept.append(hit)
+            if hit[2] > reach_end:
+                reach_start, reach_end = hit[1], hit[2]
+        return kept
+
+    def exact(self, text: str) -> str | None:
+        """The letter of the one option whose text ``text`` is, case and punctuation aside."""
+        words = _words(text)
+        if not words:
+            return None
+        same = [letter for letter, option in self.texts if _words(option) == words]
+        return same[0] if len(same) == 1 else None
+
+
+def normalize_choices(choices: Choices) -> tuple[tuple[str, str], ...]:
+    """``choices`` as (letter, text) pairs in order; text is empty where unknown.
+
+    Raises ``ValueError`` for keys that are not single letters, repeated letters or more
+    options than letters."""
+    if choices is None:
+        return tuple((letter, "") for letter in ALPHABET)
+    if isinstance(choices, str):
+        pairs = [(c.upper(), "") for c in choices if not c.isspace()]
+    elif isinstance(choices, Mapping):
+        pairs = [(str(k).strip().upper(), str(v)) for k, v in choices.items()]
+    else:
+        if len(choices) > len(ALPHABET):
+            raise ValueError(f"{len(choices)} options but only {len(ALPHABET)} letters")
+        pairs = [(ALPHABET[i], str(text)) for i, text in enumerate(choices)]
+    for letter, _ in pairs:
+        if len(letter) != 1 or letter not in ALPHABET:
+            raise ValueError(f"choice letter {letter!r} is not one of A-Z")
+    if len({letter for letter, _ in pairs}) != len(pairs):
+        raise ValueError("a choice letter is given twice")
+    return tuple(pairs)
+
+
+@functools.lru_cache(maxsize=256)
+def _options(pairs: tuple[tuple[str, str], ...]) -> _Options:
+    return _Options(
+        letters=tuple(letter for letter, _ in pairs),
+        texts=tuple((letter, text) for letter, text in pairs if _WORD.search(text)),
+    )
+
+
+# -- what a declaration reads ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Read:
+    """Letters a declaration names (uppercase, valid or not) and where."""
+
+    letters: tuple[str, ...]
+    start: int
+    end: int
+
+    def shifted(self, by: int) -> _Read:
+        return _Read(self.letters, self.start + by, self.end + by)
+
+
+def _from_tokens(tokens: Sequence[_Token]) -> _Read:
+    return _Read(tuple(t.letter for t in tokens), tokens[0].start, tokens[-1].end)
+
+
+def _from_hits(hits: Sequence[tuple[str, int, int]]) -> _Read | None:
+    if not hits:
+        return None
+    letters = tuple(dict.fromkeys(h[0] for h in hits))
+    return _Read(letters, hits[0][1], hits[-1][2] if len(letters) > 1 else hits[0][2])
+
+
+#: An answer that is only a letter: "B", "(b)", "B.", "Option D", "choice: (C)".
+_LONE = re.compile(
+    r"(?:(?i:option|choice|letter)[ \t]*(?:[:：#][ \t]*)?)?(?:[(\[{<（【「\"'“‘][ \t]*)?"
+    r"(?P<letter>[A-Za-z])[ \t]*(?:[)\]}>）】」\"'”’][ \t]*)?[.。!]?"
+)
+
+
+def _lone(s: str) -> _Read | None:
+    """The letter ``s`` is, when it is only a letter (surrounding whitespace aside)."""
+    stripped = s.strip()
+    m = _LONE.fullmatch(stripped)
+    if not m:
+        return None
+    lead = len(s) - len(s.lstrip())
+    return _Read((m.group("letter").upper(),), lead, lead + len(stripped))
+
+
+def _boxed_content(content: str, options: _Options) -> _Read | None:
+    """What a box holds (LaTeX commands and braces already blanked)."""
+    lone = _lone(content)
+    if lone is not None:
+        return lone
+    start = len(content) - len(content.lstrip())
+    token = _read_token(content, start, declared=True)
+    if token is not None:
+        return _from_tokens(_chain(content, token, declared=True))
+    letter = options.exact(content)
+    if letter is not None:
+        return _Read((letter,), start, len(content.rstrip()))
+    return _from_hits(options.hits(content))
+
+
+#: Boxes holding more characters than this are derivations, not answers, and are passed over.
+BOX_LIMIT = 500
+_BOX = re.compile(r"\\(?:boxed|fbox)[ \t]*\{")
+_LATEX = re.compile(r"\\[A-Za-z]+|\\.|[{}]")
+
+
+def _boxes(s: str, options: _Options) -> list[_Read]:
+    """What each ``\\boxed{...}`` in ``s`` reads, spans covering the whole box."""
+    closing: dict[int, int] = {}
+    stack: list[int] = []
+    for i, char in enumerate(s):
+        if char == "{":
+            stack.append(i)
+        elif char == "}" and stack:
+            closing[stack.pop()] = i
+    reads: list[_Read] = []
+    for m in _BOX.finditer(s):
+        close = closing.get(m.end() - 1)
+        if close is None or close - m.end() > BOX_LIMIT:
+            continue
+        content = _LATEX.sub(_blank, s[m.end() : close])
+        read = _boxed_content(content, options)
+        if read is not None:
+            reads.append(_Read(read.letters, m.start(), close + 1))
+    return reads
+
+
+_VERB = (
+    r"(?:is|was|would\s+be|should\s+be|will\s+be|must\s+be|has\s+to\s+be|seems\s+to\s+be"
+    r"|appears\s+to\s+be)"
+)
+#: Cues after which the answer follows ("answer is", "Answer:", "the correct option is").
+_CUE = re.compile(
+    r"(?:(?<![^\W_])(?:"
+    rf"answer\s*(?:\(s\)\s*)?(?:{_VERB}\b\s*[:：]?|[:：=]|-(?=\s))"
+    r"|(?:correct|right|best|final|most\s+likely)\s+(?:option|choice|letter|response|pick)\s*"
+    rf"(?:{_VERB}\b\s*[:：]?|[:：=])"
+    r"|my\s+(?:choice|pick|selection)\s*(?:" + _VERB + r"\b\s*[:：]?|[:：=])"
+    r"|I(?:\s+would|\s+will|'d|’d)?\s+(?:choose|pick|select|go\s+with)\b\s*[:：]?"
+    r"|(?:it's|it’s|it\s+is)\s+(?=(?:option|choice|letter)\b)"
+    r")|答案\s*(?:是|为|為|[:：]))",
+    re.IGNORECASE,
+)
+#: Cues after the letter: "B is correct", "(C) is the right answer", "Option D is the answer".
+_POSTFIX_CUE = re.compile(
+    r"(?<![^\W_'’])(?:(?i:option|choice|letter)\s+)?(?P<token>[(\[][A-Za-z][)\]]|[A-Z])"
+    r"\s+(?i:is|would\s+be|seems\s+to\s+be)\s+(?i:the\s+)?"
+    r"(?i:(?:correct|right|best|most\s+likely)(?![^\W_])(?:\s+(?:answer|option|choice))?"
+    r"|answer(?![^\W_]))"
+)
+#: Skipped between a cue and what it declares: space, punctuation, hedges, "option".
+_TARGET_SKIP = re.compile(
+    r"(?:\s+|[:：=>\-–—]+|(?:most\s+)?(?:likely|probably|clearly|definitely|certainly|actually"
+    r"|indeed|simply|then|therefore|thus|hence)(?![^\W_])"
+    r"|(?:the\s+)?(?:option|choice|letter)(?![^\W_])(?:\s*[:：#])?)*",
+    re.IGNORECASE,
+)
+_NEGATION = re.compile(r"(?:not|never|neither|nor)(?![^\W_])", re.IGNORECASE)
+#: Characters after a cue searched for an option's text (to the sentence's end at most).
+TARGET_WINDOW = 300
+_SENTENCE_END = re.compile(r"[.!?;。](?=\s|$)|\n")
+_LINE = re.compile(r"[^\n]+")
+
+
+def _declared(s: str, pos: int, options: _Options) -> _Read | None:
+    """What the declaration whose cue ends at ``s[pos]`` names, if anything."""
+    start = _TARGET_SKIP.match(s, pos)
+    at = start.end() if start else pos
+    if _NEGATION.match(s, at):
+        return None
+    token = _read_token(s, at, declared=True, after_word_ok=True)
+    if token is not None:
+        return _from_tokens(_chain(s, token, declared=True))
+    limit = min(len(s), at + TARGET_WINDOW)
+    end = _SENTENCE_END.search(s, at, limit)
+    return _from_hits(options.hits(s, at, end.start() if end else limit))
+
+
+def _declarations(s: str, options: _Options) -> list[_Read]:
+    """Every readable explicit declaration in ``s``, in order; spans include the cue."""
+    found: list[tuple[int, _Read]] = []
+    for cue in _CUE.finditer(s):
+        read = _declared(s, cue.end(), options)
+        if read is not None:
+            found.append((read.start, _Read(read.letters, cue.start(), read.end)))
+    for cue in _POSTFIX_CUE.finditer(s):
+        letter = cue.group("token").strip("()[]").upper()
+        found.append((cue.start("token"), _Read((letter,), cue.start(), cue.end())))
+    found.sort(key=lambda f: f[0])
+    return [read for _, read in found]
+
+
+#: "B. ..." or "(B) ..." at the start of a later line: the answer lists the options.
+_LIST_ITEM = re.compile(r"^[ \t]*[(\[]?(?P<letter>[A-Za-z])[.)\]](?=[ \t])", re.MULTILINE)
+_LEADING_PREFIX = re.compile(r"\s*(?:(?:option|choice)[ \t]+)?", re.IGNORECASE)
+
+_REFUSAL = re.compile(
+    r"(?<![^\W_])(?:"
+    r"(?:can\s*not|can't|can’t|could\s*not|couldn't|couldn’t|unable\s+to|not\s+able\s+to"
+    r"|impossible\s+to|not\s+possible\s+to)\s+(?:be\s+)?(?:determined?|tell|told|answer(?:ed)?"
+    r"|identif(?:y|ied)|see|seen|view(?:ed)?|decide|access|make\s+out|infer(?:red)?|read)"
+    r"|none\s+of\s+the\s+(?:above|options|choices|answers|(?:given|provided|listed)\s+options)"
+    r"|no\s+(?:image|picture|video|photo)\s+(?:is\s+|was\s+|has\s+been\s+)?"
+    r"(?:provided|attached|shown|given|available|visible)"
+    r"|there\s+is\s+no\s+(?:image|picture|video|photo|correct\s+(?:answer|option|choice))"
+    r"|(?:not\s+enough|insufficient)\s+(?:visual\s+)?(?:information|detail|context)"
+    r"|I\s+(?:do\s+not|don't|don’t)\s+know"
+    r")(?![^\W_])",
+    re.IGNORECASE,
+)
+_ALTERNATIVES = re.compile(
+    r"(?<![^\W_'’])(?:[(\[](?P<a>[A-Za-z])[)\]]|(?P<b>[A-Z]))"
+    r"(?:(?:[ \t]*,[ \t]*|[ \t]+)or[ \t]+|[ \t]*/[ \t]*)"
+    r"(?:[(\[](?P<c>[A-Za-z])[)\]]|(?P<d>[A-Z]))(?![^\W_'’])"
+)
+
+
+# -- the rules -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Decision:
+    letter: str | None
+    method: Method
+    start: int
+    end: int
+
+
+def _settle(read: _Read, method: Method, valid: Iterable[str]) -> _Decision:
+    """``method`` when ``read`` names one valid letter; else ``ambiguous`` or ``invalid``."""
+    letters = set(read.letters)
+    if len(letters) > 1:
+        return _Decision(None, Method.AMBIGUOUS, read.start, read.end)
+    letter = read.letters[0]
+    if letter not in set(valid):
+        return _Decision(None, Method.INVALID, read.start, read.end)
+    return _Decision(letter, method, read.start, read.end)
+
+
+def _by_box(s: str, options: _Options) -> _Decision | None:
+    reads = _boxes(s, options)
+    if not reads:
+        return None
+    decisions = [_settle(r, Method.BOXED, options.letters) for r in reads]
+    if len({(d.letter, d.method) for d in decisions}) == 1:
+        return _settle(reads[-1], Method.BOXED, options.letters)
+    return _Decision(None, Method.AMBIGUOUS, reads[0].start, reads[-1].end)
+
+
+def _by_declaration(s: str, options: _Options) -> _Decision | None:
+    reads = _declarations(s, options)
+    return _settle(reads[-1], Method.EXPLICIT, options.letters) if reads else None
+
+
+def _by_lone_letter(s: str, options: _Options) -> _Decision | None:
+    whole = _lone(s)
+    if whole is not None:
+        return _settle(whole, Method.LONE_LETTER, options.letters)
+    lines = [(m.start(), _lone(m.group())) for m in _LINE.finditer(s) if m.group().strip()]
+    if not lines or lines[-1][1] is None:
+        return None
+    reads = [read.shifted(at) for at, read in lines if read is not None]
+    letters = tuple(dict.fromkeys(r.letters[0] for r in reads))
+    if len(letters) > 1:  # "A" on one line, "B" on another: a list, not an answer
+        return _settle(_Read(letters, reads[0].start, reads[-1].end), Method.AMBIGUOUS, "")
+    return _settle(reads[-1], Method.LONE_LETTER, options.letters)
+
+
+def _by_exact_text(s: str, options: _Options) -> _Decision | None:
+    letter = options.exact(s)
+    if letter is None:
+        return None
+    lead = len(s) - len(s.lstrip())
+    return _Decision(letter, Method.OPTION_TEXT, lead, len(s.rstrip()))
+
+
+def _by_leading_letter(s: str, options: _Options) -> tuple[_Decision | None, _Decision | None]:
+    """The leading-letter decision, or else an ``invalid`` one kept for the end."""
+    prefix = _LEADING_PREFIX.match(s)
+    at = prefix.end() if prefix else 0
+    token = _read_token(s, at, declared=bool(prefix and prefix.group().strip()))
+    if token is None:
+        return None, None
+    read = _from_tokens(_chain(s, token, declared=False))
+    decision = _settle(read, Method.LEADING_LETTER, options.letters)
+    if decision.method is Method.INVALID:
+        return None, decision
+    if decision.letter is not None:
+        line_end = s.find("\n", read.end)
+        if line_end >= 0:
+            for item in _LIST_ITEM.finditer(s, line_end):
+                other = item.group("letter").upper()
+                if other != decision.letter and other in options.letters:
+                    return _Decision(None, Method.AMBIGUOUS, read.start, item.end()), None
+    return decision, None
+
+
+def _by_refusal(s: str, options: _Options) -> _Decision | None:
+    hits = options.hits(s)  # sorted by start
+    starts = [h[1] for h in hits]
+    reach = list(itertools.accumulate((h[2] for h in hits), max))
+    for m in _REFUSAL.finditer(s):
+        before = bisect.bisect_left(starts, m.end())  # hits starting before the phrase ends
+        if before == 0 or reach[before - 1] <= m.start():  # none reaches into it
+            return _Decision(None, Method.REFUSAL, m.start(), m.end())
+    return None
+
+
+def _by_alternatives(s: str, options: _Options) -> _Decision | None:
+    for m in _ALTERNATIVES.finditer(s):
+        first = (m.group("a") or m.group("b")).upper()
+        second = (m.group("c") or m.group("d")).upper()
+        if first != second and first in options.letters and second in options.letters:
+            return _Decision(None, Method.AMBIGUOUS, m.start(), m.end())
+    return None
+
+
+def _by_contained_text(s: str, options: _Options) -> _Decision | None:
+    read = _from_hits(options.hits(s))
+    return _settle(read, Method.OPTION_TEXT, options.letters) if read else None
+
+
+def extract_choice(text: str | None, choices: Choices = None) -> Extraction:
+    """Which of ``choices`` the answer ``text`` picks, and the rule and substring that decided.
+
+    ``choices`` maps letters to option texts (``{"A": "star", "B": "circle"}``), or is the
+    option texts in order (lettered A, B, ...), a string of the valid letters (``"ABCD"``) or
+    ``None`` (any letter A-Z, no texts). Never raises on any text; raises ``ValueError`` for
+    choices that cannot be lettered (see ``normalize_choices``).
+    """
+    options = _options(normalize_choices(choices))
+    if not text:
+        return Extraction(None, Method.NONE)
+    view, lo, hi = _reading(text)
+    s = view[lo:hi]
+    pending: _Decision | None = None
+    decision = _by_box(s, options) or _by_declaration(s, options)
+    decision = decision or _by_lone_letter(s, options) or _by_exact_text(s, options)
+    if decision is None:
+        decision, pending = _by_leading_letter(s, options)
+    decision = (
+        decision
+        or _by_refusal(s, options)
+        or _by_alternatives(s, options)
+        or _by_contained_text(s, options)
+        or pending
+    )
+    if decision is None:
+        return Extraction(None, Method.NONE)
+    start, end = lo + decision.start, lo + decision.end
+    return Extraction(decision.letter, decision.method, text[start:end], (start, end))
