@@ -245,4 +245,6 @@ class QARow(Row):
     source: str | None = None
     image_paths: list[str] | None = None
     num_images: int | None = None
+    judged: bool = False  # the extraction rules read nothing; a judge model was asked
+    judge_output: str | None = field(default=None, metadata=ITEM)
     rotation: int | None = field(default=None, metadata=ITEM)  # circular mode: options shift

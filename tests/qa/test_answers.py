@@ -57,6 +57,8 @@ CASES = [
     ("the answer is: option b", SHAPES, "B", EXPLICIT),
     ("The answer is square", SHAPES, "C", EXPLICIT),
     ("The answer is a red circle", SHAPES, "B", EXPLICIT),  # "a" is the article
+    ("The answer is a", SHAPES, None, NONE),  # cut short before the noun, maybe
+    ("The answer is a.", SHAPES, "A", EXPLICIT),
     ("The answer is A red circle.", ["red circle", "blue star"], "A", EXPLICIT),
     ("The answer is A red circle.", ["blue star", "red circle"], "B", EXPLICIT),
     ("Answer: B circle", SHAPES, "B", EXPLICIT),
@@ -64,6 +66,11 @@ CASES = [
     ("The answer is not A; the answer is D.", SHAPES, "D", EXPLICIT),
     ("Final answer: none of the above", COLOURS, "D", EXPLICIT),
     ("答案：B", SHAPES, "B", EXPLICIT),
+    ("answer: c square", SHAPES, "C", EXPLICIT),
+    ("I think B.", SHAPES, "B", EXPLICIT),
+    ("I'd say D, since it has four arms.", SHAPES, "D", EXPLICIT),
+    ("So it's (C).", SHAPES, "C", EXPLICIT),
+    ("It is V shaped.", SHAPES, None, NONE),  # after a weak cue only a marked letter counts
     ("The answer is I.", NINE, "I", EXPLICIT),
     ("The answer is A or B.", SHAPES, None, AMBIGUOUS),
     ("Answer: B, C", SHAPES, None, AMBIGUOUS),
@@ -81,6 +88,7 @@ CASES = [
     ("B", SHAPES, "B", LONE),
     ("(c)", SHAPES, "C", LONE),
     ("D.", SHAPES, "D", LONE),
+    ("B:", SHAPES, "B", LONE),
     ("[A]", SHAPES, "A", LONE),
     ("Option D.", SHAPES, "D", LONE),
     ("a", SHAPES, "A", LONE),  # only a letter: not an article
@@ -262,13 +270,28 @@ def options_and_letter(draw: st.DrawFn) -> tuple[list[str], str]:
 FORMS = [
     "{L}", "{l}", "({L})", "({l})", "{L}.", "[{L}]", "Option {L}", "**{L}**",
     "\\boxed{{{L}}}", "$\\boxed{{\\text{{{L}}}}}$", "\\boxed{{{T}}}", "\\boxed{{({L}) {T}}}",
-    "Answer: {L}", "answer: {l}", "**Answer:** {L}", "The answer is ({L}).", "The answer is {l}.",
+    "Answer: {L}", "answer: {l}.", "Answer: ({l})", "**Answer:** {L}", "The answer is ({L}).",
+    "The answer is {l}.",
     "The correct option is {L}.", "The correct answer is {L}. {T}", "Final answer: {L}",
     "I choose {L}.", "{L} is the correct answer.", "It's option ({L}).", "答案：{L}",
     "{L}. {T}", "({L}) {T}", "{l}) {T}", "{L} because of the {T}",
     "Looking at the image carefully.\n\n{L}", "<answer>{L}</answer>", "<answer>{T}</answer>",
     "The answer is {T}.", "{T}", "Answer: A ... on reflection, the answer is {L}",
 ]  # fmt: skip
+
+
+TEN = [" ".join(pair) for pair in zip(VOCAB[:10], VOCAB[10:20], strict=True)]
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_each_form_reads_every_letter(form):
+    for count in (2, 4, 10):
+        options = TEN[:count]
+        for index, letter in enumerate(ALPHABET[:count]):
+            text = form.format(L=letter, l=letter.lower(), T=options[index])
+            assert extract_choice(text, options).letter == letter, text
+            if "{T}" not in form:
+                assert extract_choice(text, ALPHABET[:count]).letter == letter, text
 
 
 @given(options_and_letter(), st.sampled_from(FORMS))

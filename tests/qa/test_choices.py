@@ -16,6 +16,8 @@ MOTION = ["left", "not moving", "up", "down"]
         ("D. cross", "D"),
         ("circle (B)", "B"),
         ("The answer is square", "C"),
+        ("The answer is (D).", "D"),
+        ("<think>A or B?</think>\n\\boxed{A}", "A"),
         ("not moving", "B"),
         ("It is moving up", "C"),
     ],

@@ -7,7 +7,6 @@ parent, out of reach of ``PR_SET_PDEATHSIG``.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -30,6 +29,9 @@ GONE_WITHIN_S = 10.0
 STAYS_S = 1.5
 #: Processes in a complete tree, the guard's watcher aside: child, ``sleep``, forked grandchild.
 TREE_SIZE = 3
+#: Base of the sleep time that marks the ``sleep`` of the fork-then-SIGKILL test.
+SUICIDE_SLEEP_S = 7000
+STRAY_POLL_S = 0.1
 
 
 def start_tree(method: str, guard: str, end: str = "wait") -> subprocess.Popen[str]:
@@ -86,30 +88,38 @@ def test_sigkill_of_the_parent_stops_the_whole_tree(method: str) -> None:
 
 
 def test_a_child_forked_just_before_a_sigkill_is_stopped_too() -> None:
-    """The fork reports itself to the watcher: no recording interval to slip through."""
+    """The fork reports itself to the watcher at once, and the watcher freezes the tree before
+    it signals it: neither the child nor what it was starting meanwhile slips through."""
+    sleep_s = str(SUICIDE_SLEEP_S + os.getpid() % 1000)  # marks this test's ``sleep``
     parent = subprocess.Popen(
         [sys.executable, str(TREE), "fork", "guard", "suicide"],
         stdout=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).parents[2],
+        env={**os.environ, "TREE_SLEEP_S": sleep_s},
     )
-    child: psutil.Process | None = None
+
+    def strays() -> list[psutil.Process]:
+        found = []
+        for proc in psutil.process_iter():
+            line = processes.command_line(proc)
+            if (line == f"sleep {sleep_s}" or "guard suicide" in line) and processes.alive(proc):
+                found.append(proc)
+        return [p for p in found if p.pid != parent.pid]
+
     try:
         assert parent.stdout is not None
-        word, pid = parent.stdout.readline().split()
+        word, _ = parent.stdout.readline().split()
         assert word == "child"
-        with contextlib.suppress(psutil.NoSuchProcess):  # already stopped by the guard
-            child = psutil.Process(int(pid))
         assert parent.wait(START_TIMEOUT_S) == -signal.SIGKILL
-        if child is not None:
-            assert not survivors({child.pid: child}, GONE_WITHIN_S)
+        deadline = time.monotonic() + GONE_WITHIN_S
+        while strays() and time.monotonic() < deadline:
+            time.sleep(STRAY_POLL_S)
+        assert not strays(), [processes.describe(p) for p in strays()]
     finally:
         if parent.poll() is None:
             parent.kill()
-        if child is not None:
-            left = {child.pid: child}
-            snapshot(child, left)
-            kill_all(left)
+        kill_all({p.pid: p for p in strays()})
 
 
 def test_without_a_guard_the_tree_outlives_a_sigkill() -> None:

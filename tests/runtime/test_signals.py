@@ -20,33 +20,40 @@ CLEANUP_S = 1.0
 
 SCRIPT = textwrap.dedent(
     """
-    import sys, time
+    import contextlib, sys, time
     from pathlib import Path
     from vlmcap.runtime import Interrupted, stop_on_signals
 
     marker, work_s, cleanup_s = Path(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+    shielded = sys.argv[4] == "shielded"
     with stop_on_signals() as signals:
-        try:
-            with signals.raising():
-                print("working", flush=True)
-                time.sleep(work_s)
-        except Interrupted:
-            pass
-        finally:
-            print("cleaning", flush=True)
-            time.sleep(cleanup_s)
-            marker.write_text("cleaned up")
+        with signals.shield() if shielded else contextlib.nullcontext():
+            try:
+                with signals.raising() if shielded else contextlib.nullcontext():
+                    print("working", flush=True)
+                    time.sleep(work_s)
+            except Interrupted:
+                pass
+            finally:
+                print("cleaning", flush=True)
+                time.sleep(cleanup_s)
+                marker.write_text("cleaned up")
     sys.exit(signals.exit_status(0))
     """
 )
 
 
 def run(
-    tmp_path: Path, work_s: float, cleanup_s: float, signals: dict[str, int]
+    tmp_path: Path,
+    work_s: float,
+    cleanup_s: float,
+    signals: dict[str, int],
+    mode: str = "shielded",
 ) -> tuple[int, bool]:
-    """Run the script, sending ``signals[phase]`` when it prints ``phase``; (status, cleaned)."""
+    """Run the script, sending ``signals[phase]`` when it prints ``phase``; (status, cleaned).
+    ``mode``: ``shielded`` (clean-up in ``shield()``, work in ``raising()``) or ``plain``."""
     marker = tmp_path / "marker"
-    cmd = [sys.executable, "-c", SCRIPT, str(marker), str(work_s), str(cleanup_s)]
+    cmd = [sys.executable, "-c", SCRIPT, str(marker), str(work_s), str(cleanup_s), mode]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -60,11 +67,12 @@ def run(
             proc.wait()
 
 
+@pytest.mark.parametrize("mode", ["shielded", "plain"])
 @pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_stops_the_work_and_the_clean_up_runs(
-    tmp_path: Path, sig: int, status: int
+    tmp_path: Path, sig: int, status: int, mode: str
 ) -> None:
-    assert run(tmp_path, FOREVER_S, 0.0, {"working": sig}) == (status, True)
+    assert run(tmp_path, FOREVER_S, 0.0, {"working": sig}, mode) == (status, True)
 
 
 def test_a_signal_during_the_clean_up_waits_for_it(tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ spawn or fork), like the API server or an engine core; the child starts two gran
 ``none``. ``END`` is ``wait`` (sleep until killed), ``exit`` (exit, leaving the tree running,
 once a line arrives on stdin) or ``suicide`` (SIGKILL itself right after starting the child,
 before any recording of the watcher could have seen it). The parent prints ``ready`` once the
-tree is complete, ``child PID`` in the ``suicide`` case.
+tree is complete, ``child PID`` in the ``suicide`` case. ``$TREE_SLEEP_S`` (default ``LONG_S``)
+is how long the sleepers sleep: a test can pick a value that marks its own ``sleep``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import psutil
 from vlmcap.runtime import guard_children
 
 #: Seconds the processes of the tree sleep: far longer than any test.
-LONG_S = 3600
+LONG_S = int(os.environ.get("TREE_SLEEP_S", "3600"))
 #: Processes under the child: the ``sleep`` program and the forked grandchild.
 GRANDCHILDREN = 2
 POLL_S = 0.05

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from vlmcap import __version__
-from vlmcap.cli import caption, models, qa, serve
+from vlmcap.cli import caption, models, qa, qa_report, serve
 from vlmcap.debug.logging import setup_logging
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ app = typer.Typer(
 app.command("models")(models.models)
 app.command("caption")(caption.caption)
 app.command("qa")(qa.qa)
+app.command("qa-report")(qa_report.qa_report)
 app.command("serve")(serve.serve)
 
 

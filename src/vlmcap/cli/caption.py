@@ -97,9 +97,9 @@ def _run(
 
     store = llm = None
     status = 0
-    with stop_on_signals() as signals:  # SIGTERM/SIGINT: Interrupted in the work, then clean-up
+    with stop_on_signals() as signals, signals.shield():  # SIGTERM/SIGINT: only in the work...
         try:
-            with signals.raising():
+            with signals.raising():  # ...raise Interrupted; the clean-up below always runs
                 try:
                     server = open_server(config, client)  # None without --server-url(-file)
                     plugin = get_plugin(config.model, config.model_path)

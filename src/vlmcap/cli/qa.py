@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from vlmcap.pipeline.backend import Backend
     from vlmcap.plugins.base import VLMPlugin
     from vlmcap.qa.dataset import QuestionSet
+    from vlmcap.qa.judge import Judge
     from vlmcap.sinks.store import RecordStore
 
 
@@ -58,11 +59,41 @@ def qa(**given: Any) -> None:
         typer.echo(f"warning: skipped {problem}", err=True)
     if options.question_limit is not None:
         questions.questions = questions.questions[: options.question_limit]
-    meta = {
-        "questions_path": str(options.questions),
-        "dataset_path": str(root),
-    }
-    raise typer.Exit(_run(questions, config, client, output_dir, run, options, meta))
+    meta = {"questions_path": str(options.questions), "dataset_path": str(root)}
+    judge = _judge(options, client.retries)
+    try:
+        raise typer.Exit(_run(questions, config, client, output_dir, run, options, meta, judge))
+    finally:
+        if judge is not None:
+            judge.close()
+
+
+def _judge(options: QAOptions, retries: int) -> Judge | None:
+    """The judge of ``--judge-url``, checked before any engine starts (None without one); it
+    retries as the client does (``--retries``)."""
+    if options.judge_url is None:
+        return None
+    from vlmcap.client import ServerError
+    from vlmcap.client.openai_client import ClientConfig
+    from vlmcap.qa.judge import Judge
+
+    try:
+        judge = Judge(
+            ClientConfig(
+                url=options.judge_url,
+                api_key=options.judge_api_key,
+                model=options.judge_model,
+                retries=retries,
+            )
+        )
+    except ValueError as exc:
+        usage_error(f"--judge-url: {exc}")
+    try:
+        judge.connect()
+    except ServerError as exc:
+        judge.close()
+        usage_error(str(exc))
+    return judge
 
 
 def _run(
@@ -73,6 +104,7 @@ def _run(
     run: RunOptions,
     options: QAOptions,
     meta: dict[str, Any],
+    judge: Judge | None,
 ) -> int:
     from vlmcap.cli.caption_view import CaptionProgress
     from vlmcap.pipeline.qa import answer_questions, open_qa_store
@@ -93,6 +125,7 @@ def _run(
                 run=run,
                 store=store,
                 circular=options.circular,
+                judge=judge,
                 meta={**meta, "server_url": server_url},
                 on_row=progress.row,
                 on_plan=progress.plan,

@@ -43,3 +43,12 @@ class QAOptions(OptionGroup):
     question_limit: Annotated[int | None, flag("--limit", metavar="N")] = Field(
         default=None, ge=1, description="Only the first N questions."
     )
+    judge_url: Annotated[str | None, flag(metavar="URL")] = Field(
+        default=None,
+        description="OpenAI-compatible server whose model reads the answers no rule can "
+        "(e.g. a second `vlmcap serve`); judged answers are marked and counted apart.",
+    )
+    judge_model: str = Field(default="auto", description="Model name on the judge server.")
+    judge_api_key: str | None = Field(
+        default=None, description="API key of the judge server [$OPENAI_API_KEY]."
+    )

@@ -34,6 +34,7 @@ from vlmcap.tasks.qa import QATask, qa_style
 if TYPE_CHECKING:
     from vlmcap.config import VLMConfig
     from vlmcap.plugins.base import VLMPlugin
+    from vlmcap.qa.judge import Judge
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ def answer_questions(
     run: RunOptions | None = None,
     store: RecordStore | None = None,
     circular: bool = False,
+    judge: Judge | None = None,
     meta: dict[str, Any] | None = None,
     on_row: Callable[[Row], None] | None = None,
     on_plan: Callable[[int, int], None] | None = None,
@@ -86,7 +88,7 @@ def answer_questions(
     ``meta``: ``questions_path``, ``dataset_path``, ``server_url`` for the metrics file.
     """
     run = run or RunOptions()
-    task = QATask(plugin, config, circular=circular)
+    task = QATask(plugin, config, circular=circular, judge=judge)
     active = (
         store if store is not None else open_qa_store(output_dir, plugin, run, circular=circular)
     )

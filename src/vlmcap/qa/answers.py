@@ -8,7 +8,8 @@ never guesses; it returns an ``Extraction`` naming the rule that decided (``meth
 substring it read (``evidence`` at ``span``), so every score can be audited.
 
     extract_choice("The answer is (B).", ["star", "circle", "square", "cross"])
-    # Extraction(letter='B', method=<Method.EXPLICIT>, evidence='answer is (B', ...)
+    # Extraction(letter='B', method=<Method.EXPLICIT: 'explicit'>, evidence='answer is (B)',
+    #            span=(4, 17))
 
 What is read
     Reasoning is set aside first: every ``<think>...</think>`` block, everything before a
@@ -23,13 +24,14 @@ Rules, first that decides wins
        else; boxes naming different options are ``ambiguous``. A box with nothing readable
        (``\\boxed{42}``) is passed over.
     2. ``explicit``: "answer is B", "Answer: b", "**Answer:** C", "the correct option is (D)",
-       "I choose B", "it's option (B)", "B is the correct answer", "答案：B". The LAST readable
-       declaration wins, since models revise themselves ("Answer: A ... on reflection, the
-       answer is C").
+       "I choose B", "it's option (B)", "B is the correct answer", "答案：B"; and, weaker,
+       "I think B", "It's (C).", "I'd say D" (only a standalone letter among the choices
+       counts after these). The LAST readable declaration wins, since models revise
+       themselves ("Answer: A ... on reflection, the answer is C").
        A negated one ("the answer is not A") is no declaration. One naming several letters
        ("the answer is A or B") is ``ambiguous``.
     3. ``lone_letter``: the whole answer is a letter, bracketed or not, with an optional
-       period or "Option" before it ("B", "(c)", "Option D."), or the answer's last line is
+       period or colon, or "Option" before it ("B", "(c)", "Option D."), or its last line is
        (a conclusion after unmarked reasoning); different lone-letter lines are ``ambiguous``.
     4. ``option_text``: the answer is exactly one option's text (case and punctuation aside).
        Before rule 5 so that an option such as "A dog" reads as itself, not as letter A.
@@ -54,13 +56,17 @@ Letters and articles
     A letter counts only as a standalone token: not part of a word ("B12", "X-ray", "U.S.",
     "I'm"), and either bracketed, at the end of a line, or followed by punctuation (``.``
     ``)`` ``,`` ``;`` ``-``; ``:`` only after an explicit cue or "Option"). A letter followed
-    by a word is a choice only after an explicit cue and only for letters that are not English
-    words: "Answer: B circle" is B, but "Answer: A red circle" reads "A" as the article (and
-    then the option text decides). Anywhere, a letter followed by "because", "since", "as" or
-    "or" counts ("A because ..."), as no article or pronoun is followed by those. Lowercase
-    letters count when standalone in the same way ("answer: b", "(c)"), so the article in
-    "a circle" never does, while an answer that is only "a" is letter A. A letter merely
-    mentioned in a sentence ("Option A is wrong") is never read; the answer has to declare it.
+    by a word is a choice only after one of the strong cues of rule 2 and only for letters that
+    are not English words: "Answer: B circle" is B, but "Answer: A red circle" reads "A" as the
+    article (and then the option text decides). Anywhere, a letter followed by "because",
+    "since", "as" or "or" counts ("A because ..."), as no article or pronoun is followed by
+    those. Lowercase letters count when standalone in the same way ("answer: b", "(c)"), so
+    the article in "a circle" never does, while an answer that is only "a" is letter A; a
+    bare "a" or "i" that ends the text ("the answer is a") may be cut short and is not read.
+    A letter merely mentioned in a sentence ("Option A is wrong") is never read; the answer
+    has to declare it.
+    With ``choices=None`` every letter A-Z is valid, so nothing rules out a stray "X."; pass
+    the options (or at least their letters, ``"ABCD"``) when they are known.
 
 Case-insensitive throughout, except where case is the only thing telling a letter from a word
 (a bare uppercase letter in "A or B" and "B is correct").
@@ -163,9 +169,11 @@ def _reading(text: str) -> tuple[str, int, int]:
 
 # -- letters ---------------------------------------------------------------------------------
 
-#: Uppercase letters that are also English words: never a choice when followed by a word,
-#: except after the words in ``_CONNECTIVES``.
+#: Letters that are also English words: never a choice when followed by a word, except by
+#: one of ``_CONNECTIVES``.
 _WORD_LETTERS = frozenset("AI")
+#: The same as the words they are: at the very end of an answer they may be cut short.
+_LOWER_WORD_LETTERS = frozenset("ai")
 #: Words no article or pronoun is followed by: a letter before one of them is a choice.
 _CONNECTIVES = frozenset({"because", "since", "as", "or"})
 _APOSTROPHES = "'’"
@@ -176,7 +184,7 @@ _TOKEN = re.compile(
 #: Between two letters offered together: "A or B", "A/B", "A, C", "A and C".
 _JOIN = re.compile(
     r"[ \t]*(?:,[ \t]*(?:(?:or|and)[ \t]+)?|[/|&][ \t]*|(?<=[ \t])(?:or|and)[ \t]+)"
-    r"(?:(?:option|choice)[ \t]+)?",
+    r"(?:(?:perhaps|maybe|possibly)[ \t]+)?(?:(?:option|choice)[ \t]+)?",
     re.IGNORECASE,
 )
 
@@ -193,8 +201,10 @@ class _Token:
 
 
 def _standalone(s: str, i: int, letter: str, closed: bool, declared: bool) -> bool:
-    """Whether a letter ending at ``s[i]`` stands alone (see "Letters and articles")."""
+    """Whether a letter just before ``s[i]`` stands alone (see "Letters and articles")."""
     nxt = s[i : i + 1]
+    if not closed and letter in _LOWER_WORD_LETTERS and not s[i:].strip(" \t"):
+        return False  # "the answer is a" may be cut short before its noun
     if not nxt:
         return True
     if _is_word_char(nxt) or nxt in _APOSTROPHES:
@@ -215,7 +225,7 @@ def _standalone(s: str, i: int, letter: str, closed: bool, declared: bool) -> bo
             return s[j] in "-–—([{"
         word = _WORD.match(s, j)
         following = word.group().casefold() if word else ""
-        if declared and letter.isupper() and letter not in _WORD_LETTERS:
+        if declared and letter.upper() not in _WORD_LETTERS:
             return True
         return following in _CONNECTIVES
     return True  # , ; ! ? ) / and the like
@@ -358,7 +368,7 @@ def _from_hits(hits: Sequence[tuple[str, int, int]]) -> _Read | None:
 #: An answer that is only a letter: "B", "(b)", "B.", "Option D", "choice: (C)".
 _LONE = re.compile(
     r"(?:(?i:option|choice|letter)[ \t]*(?:[:：#][ \t]*)?)?(?:[(\[{<（【「\"'“‘][ \t]*)?"
-    r"(?P<letter>[A-Za-z])[ \t]*(?:[)\]}>）】」\"'”’][ \t]*)?[.。!]?"
+    r"(?P<letter>[A-Za-z])[ \t]*(?:[)\]}>）】」\"'”’][ \t]*)?[.。!:：]?"
 )
 
 
@@ -422,12 +432,21 @@ _VERB = (
 _CUE = re.compile(
     r"(?:(?<![^\W_])(?:"
     rf"answer\s*(?:\(s\)\s*)?(?:{_VERB}\b\s*[:：]?|[:：=]|-(?=\s))"
-    r"|(?:correct|right|best|final|most\s+likely)\s+(?:option|choice|letter|response|pick)\s*"
+    r"|(?:correct|right|best|final|most\s+likely)\s+(?:option|choice|letter|response|pick|one)\s*"
     rf"(?:{_VERB}\b\s*[:：]?|[:：=])"
     r"|my\s+(?:choice|pick|selection)\s*(?:" + _VERB + r"\b\s*[:：]?|[:：=])"
     r"|I(?:\s+would|\s+will|'d|’d)?\s+(?:choose|pick|select|go\s+with)\b\s*[:：]?"
     r"|(?:it's|it’s|it\s+is)\s+(?=(?:option|choice|letter)\b)"
     r")|答案\s*(?:是|为|為|[:：]))",
+    re.IGNORECASE,
+)
+#: Cues that declare only a standalone valid letter ("I think B.", "It's (C)", "I'd say D").
+_WEAK_CUE = re.compile(
+    r"(?<![^\W_])(?:"
+    r"I\s+(?:think|believe|guess)(?:\s+(?:it's|it’s|it\s+is|that's|that\s+is))?"
+    r"|I(?:'d|’d|\s+would)\s+say(?:\s+(?:it's|it’s|it\s+is))?"
+    r"|it's|it’s|it\s+is|that's|that\s+is"
+    r")(?![^\W_])",
     re.IGNORECASE,
 )
 #: Cues after the letter: "B is correct", "(C) is the right answer", "Option D is the answer".
@@ -471,6 +490,12 @@ def _declarations(s: str, options: _Options) -> list[_Read]:
     for cue in _CUE.finditer(s):
         read = _declared(s, cue.end(), options)
         if read is not None:
+            found.append((read.start, _Read(read.letters, cue.start(), read.end)))
+    for cue in _WEAK_CUE.finditer(s):
+        skip = _TARGET_SKIP.match(s, cue.end())
+        token = _read_token(s, skip.end() if skip else cue.end(), declared=False)
+        if token is not None and token.letter in options.letters:
+            read = _from_tokens(_chain(s, token, declared=False))
             found.append((read.start, _Read(read.letters, cue.start(), read.end)))
     for cue in _POSTFIX_CUE.finditer(s):
         letter = cue.group("token").strip("()[]").upper()
@@ -551,7 +576,7 @@ def _by_lone_letter(s: str, options: _Options) -> _Decision | None:
     reads = [read.shifted(at) for at, read in lines if read is not None]
     letters = tuple(dict.fromkeys(r.letters[0] for r in reads))
     if len(letters) > 1:  # "A" on one line, "B" on another: a list, not an answer
-        return _settle(_Read(letters, reads[0].start, reads[-1].end), Method.AMBIGUOUS, "")
+        return _Decision(None, Method.AMBIGUOUS, reads[0].start, reads[-1].end)
     return _settle(reads[-1], Method.LONE_LETTER, options.letters)
 
 

@@ -14,9 +14,12 @@ read these; the extra fields say why an answer scored as it did. Both files are 
 rows JSONL (the source of truth), rewritten atomically.
 
 Scoring: a question is correct when its answer was read and is the ground truth (in circular
-mode: every pass). A failed request (the item could not be asked) counts as wrong and is counted
-under ``failed``; an answer no rule could read counts as wrong and under ``unparsed``; a
-refusal under ``refused``. Accuracy is over every question of the set, nothing left out.
+mode: every pass). ``overall_accuracy`` counts answers read by the rules and by a judge
+(``--judge-url``); ``rule_accuracy`` only those the rules read, and ``judged`` /
+``judged_correct`` say how many the judge decided. A failed request (the item could not be
+asked) counts as wrong and under ``failed``; an answer nothing could read counts as wrong and
+under ``unparsed``; a refusal under ``refused``. Accuracy is over every question of the
+set, nothing left out.
 """
 
 from __future__ import annotations
@@ -87,6 +90,8 @@ def question_results(rows: Iterable[QARow]) -> dict[str, dict[str, Any]]:
             "error": next((p.error for p in passes if p.error), None),
             "extraction_method": first.extraction_method,
             "extraction_evidence": first.extraction_evidence,
+            "judged": any(p.judged for p in passes),
+            "judge_output": first.judge_output,
             "prompt_tokens": sum(p.prompt_tokens for p in passes),
             "output_tokens": sum(p.output_tokens for p in passes),
         }
@@ -143,6 +148,8 @@ def qa_metrics(
     entries = list(results.values())
     total = total_questions if total_questions is not None else len(entries)
     correct = sum(bool(e["is_correct"]) for e in entries)
+    judged = [e for e in entries if e.get("judged")]
+    judged_correct = sum(bool(e["is_correct"]) for e in judged)
     counts: dict[str, int] = defaultdict(int)
     methods: dict[str, int] = defaultdict(int)
     for entry in entries:
@@ -154,13 +161,15 @@ def qa_metrics(
         "answered_questions": len(entries),
         "correct_answers": correct,
         "overall_accuracy": _accuracy(correct, total),
+        "rule_accuracy": _accuracy(correct - judged_correct, total),
         "category_metrics": _grouped(entries, "category"),
         "source_metrics": _grouped(entries, "source"),
         "wrong": counts["wrong"],
         "unparsed": counts["unparsed"],
         "refused": counts["refused"],
         "failed": counts["failed"],
-        "judged": 0,
+        "judged": len(judged),
+        "judged_correct": judged_correct,
         "extraction_methods": dict(sorted(methods.items())),
         "circular": circular,
         "question_path": questions_path,

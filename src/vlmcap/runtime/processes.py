@@ -1,10 +1,12 @@
 """Processes named by pid *and* creation time, found as descendants, stopped TERM-then-KILL.
 
 A pid alone is not an identity: once a process is gone the kernel hands its number to the next
-process started, which may belong to anybody. Everything that signals a process here first checks
-that the pid still carries the creation time recorded when it was found, so a reused pid is never
-signalled. Used by the child guard's watcher (``watcher.py``) and by the test suite's check that no
-vLLM process is left behind.
+process started, which may belong to anybody. A recorded process is only looked up again through
+``ProcessId.live``, which checks that the pid still carries the creation time recorded, and only
+signalled through the psutil object made then (psutil refuses to signal a reused pid), so a
+reused pid is never signalled. ``stop`` freezes a tree (SIGSTOP) before it signals it, so a
+process being started meanwhile cannot slip out. Used by the child guard's watcher
+(``watcher.py``) and by the test suite's check that no vLLM process is left behind.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -119,26 +122,60 @@ def wait_gone(procs: Iterable[psutil.Process], timeout_s: float) -> list[psutil.
     return left
 
 
+def _signal_all(procs: Iterable[psutil.Process], sig: int) -> None:
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.send_signal(sig)
+
+
+def freeze(procs: Iterable[psutil.Process]) -> list[psutil.Process]:
+    """SIGSTOP ``procs`` and everything below them, until no new process appears: a stopped
+    process cannot start another, so the list returned is the whole tree (all stopped)."""
+    found = {p.pid: p for p in procs if alive(p)}
+    fresh = list(found.values())
+    while fresh:
+        _signal_all(fresh, signal.SIGSTOP)
+        fresh = []
+        for proc in list(found.values()):
+            for child in descendants(proc):
+                if child.pid not in found and alive(child):
+                    found[child.pid] = child
+                    fresh.append(child)
+    return list(found.values())
+
+
 def stop(
     procs: Iterable[psutil.Process], grace_s: float, kill_wait_s: float = KILL_WAIT_S
 ) -> list[psutil.Process]:
-    """SIGTERM every process of ``procs``, SIGKILL those still alive after ``grace_s``.
+    """Stop ``procs`` and whatever they started: SIGTERM, then SIGKILL after ``grace_s``.
 
-    All get SIGTERM at once (as a terminal's Ctrl-C reaches a whole process group), which vLLM's
-    processes answer by shutting down. ``procs`` must come from psutil objects made while the
-    processes were known to be the right ones: psutil refuses to signal a pid that was reused since.
-    Returns the processes that survived even SIGKILL (normally none).
+    The trees are frozen first (``freeze``), so no process started in the meantime escapes,
+    then all get SIGTERM at once (as a terminal's Ctrl-C reaches a whole process group), which
+    vLLM's processes answer by shutting down. multiprocessing's resource trackers are left to end
+    by themselves once their clients are gone (they ignore SIGTERM, and they remove the shared
+    memory their clients leaked), and are killed only if they outlive the grace too. ``procs``
+    must come from psutil objects made while the processes were known to be the right ones:
+    psutil refuses to signal a pid reused since. Returns the processes that survived even
+    SIGKILL (normally none).
     """
-    targets = [p for p in procs if alive(p)]
-    for proc in targets:
-        with contextlib.suppress(psutil.Error):
-            proc.terminate()
-    left = wait_gone(targets, grace_s)
-    for proc in left:
-        logger.warning("%s still running %.0f s after SIGTERM: killing it", describe(proc), grace_s)
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    return wait_gone(left, kill_wait_s)
+    tree = freeze(procs)
+    trackers = [p for p in tree if is_resource_tracker(p)]
+    others = [p for p in tree if p not in trackers]
+    _signal_all(others, signal.SIGTERM)
+    _signal_all(tree, signal.SIGCONT)
+    left = wait_gone(others, grace_s)
+    if left:
+        left = freeze(left)  # with anything they started while stopping
+        logger.warning(
+            "still running %.0f s after SIGTERM, killing: %s",
+            grace_s,
+            ", ".join(describe(p) for p in left),
+        )
+        _signal_all(left, signal.SIGKILL)
+    survivors = wait_gone(left, kill_wait_s)
+    stuck = wait_gone(trackers, grace_s)
+    _signal_all(stuck, signal.SIGKILL)
+    return survivors + wait_gone(stuck, kill_wait_s)
 
 
 def is_resource_tracker(proc: psutil.Process) -> bool:

@@ -1,18 +1,17 @@
 """SIGTERM and SIGINT end a run the way an exception does: through every ``finally`` block.
 
-Python turns SIGINT into ``KeyboardInterrupt``, but SIGTERM, which SLURM, Kubernetes, systemd and
+Python turns SIGINT into ``KeyboardInterrupt`` but SIGTERM, which SLURM, Kubernetes, systemd and
 ``kill`` send, ends the process on the spot: buffered records are lost, the output folder's lock
-stays behind and nobody stops vLLM's engine. Inside ``stop_on_signals()`` both signals are
-handled in the main thread instead: during the work (``StopSignals.raising()``) they raise
-``Interrupted``, so the run unwinds like on an error (records flushed, lock released, engine shut
-down); during the clean-up they are only recorded, so a SIGTERM that arrives while the records are
-flushed does not cut the flush short. The command then exits with the shell's status for that
-signal, 128 + its number: 143 for SIGTERM, 130 for SIGINT.
+stays behind and nobody stops vLLM's engine. Inside ``stop_on_signals()`` both signals raise
+``Interrupted`` in the main thread instead, so the run unwinds like on an error (records flushed,
+lock released, engine shut down) and the command exits with the shell's status for that signal,
+128 + its number: 143 for SIGTERM, 130 for SIGINT. Clean-up code can run in
+``StopSignals.shield()``, where a first signal is only recorded, so a SIGTERM that arrives while
+the records are flushed does not cut the flush short.
 
-A second signal
-while the run is already stopping ends the process at once with that status (an impatient
-Ctrl-C, a scheduler that insists); the child guard (``guard.py``) then stops the engine processes
-that were left.
+A second signal while the run is already stopping ends the process at once with that status (an
+impatient Ctrl-C, a scheduler that insists); the child guard (``guard.py``) then stops the engine
+processes that were left.
 """
 
 from __future__ import annotations
@@ -52,12 +51,13 @@ class Interrupted(KeyboardInterrupt):
 
 
 class StopSignals:
-    """The handler ``stop_on_signals`` installs: it records the first signal, and raises
-    ``Interrupted`` for it inside ``raising()``; a second signal exits at once."""
+    """The handler ``stop_on_signals`` installs: the first signal raises ``Interrupted`` (inside
+    ``shield()`` it is only recorded, to be raised by the next ``raising()``); a second signal
+    exits at once."""
 
     def __init__(self) -> None:
         self.received: int | None = None
-        self._raising = False
+        self._raising = True
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         if self.received is not None:
@@ -69,15 +69,28 @@ class StopSignals:
         logger.info("%s: stopping once the clean-up is done", signal.Signals(signum).name)
 
     @contextlib.contextmanager
+    def shield(self) -> Iterator[None]:
+        """Clean-up code: a first signal is only recorded here, so the clean-up runs to its end."""
+        with self._mode(raising=False):
+            yield
+
+    @contextlib.contextmanager
     def raising(self) -> Iterator[None]:
-        """The work: a signal raises ``Interrupted`` here (at once if one came before)."""
+        """The work, inside a ``shield()``: a signal raises ``Interrupted`` here, at once if one
+        came before. Wrapping the whole of a command in ``shield()`` and its work in ``raising()``
+        leaves no instant at which a signal could skip the clean-up."""
         if self.received is not None:
             raise Interrupted(self.received)
-        self._raising = True
+        with self._mode(raising=True):
+            yield
+
+    @contextlib.contextmanager
+    def _mode(self, *, raising: bool) -> Iterator[None]:
+        previous, self._raising = self._raising, raising
         try:
             yield
         finally:
-            self._raising = False
+            self._raising = previous
 
     def exit_status(self, status: int) -> int:
         """``status``, or the signal's 128 + N once a signal was received."""
@@ -86,10 +99,9 @@ class StopSignals:
 
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[StopSignals]:
-    """SIGTERM and SIGINT are handled by a ``StopSignals`` in this block (they raise
-    ``Interrupted`` inside its ``raising()``, elsewhere they wait for the block's clean-up); the
-    previous handlers come back at its end. Outside the main thread, where Python cannot set
-    handlers, nothing is installed."""
+    """SIGTERM and SIGINT raise ``Interrupted`` in this block (see ``StopSignals`` for clean-up
+    code); the previous handlers come back at its end. Outside the main thread, where Python
+    cannot set handlers, nothing is installed."""
     handler = StopSignals()
     if threading.current_thread() is not threading.main_thread():
         yield handler

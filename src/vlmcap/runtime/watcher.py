@@ -10,7 +10,8 @@ It runs beside the guarded process (as its child, in a session of its own) and:
    closes the guarded process's files, and the watcher's parent pid changes when it was
    re-parented; either one is enough;
 3. then stops the recorded descendants still running (those whose pid still carries the recorded
-   creation time) and whatever these started since: SIGTERM first, SIGKILL after a grace.
+   creation time) and whatever these started since (``processes.stop``: the tree frozen, then
+   SIGTERM, SIGKILL after a grace).
 
 It exits after that, or at once, killing nothing, when the guarded process dismisses it. Only
 processes seen below the guarded process (or reported from its forks) are ever signalled, and
@@ -162,20 +163,15 @@ class Watch:
 def stop_leftovers(watch: Watch, grace_s: float) -> bool:
     """Stop what the ended guarded process left running; False if something survived."""
     left = watch.leftovers()
-    # multiprocessing's resource tracker ends by itself once its last client is gone (it ignores
-    # SIGTERM, and it removes the shared memory its clients leaked): it gets time, no warning.
-    trackers = [p for p in left if processes.is_resource_tracker(p)]
-    others = [p for p in left if p not in trackers]
-    survivors: list[psutil.Process] = []
-    if others:
+    noted = [p for p in left if not processes.is_resource_tracker(p)]  # trackers end by themselves
+    if noted:
         logger.warning(
             "process %d ended without stopping %d of its processes; stopping %s",
             watch.parent.pid,
-            len(others),
-            ", ".join(processes.describe(p) for p in others),
+            len(noted),
+            ", ".join(processes.describe(p) for p in noted),
         )
-        survivors = processes.stop(others, grace_s)
-    survivors += processes.stop(processes.wait_gone(trackers, grace_s), 0.0)
+    survivors = processes.stop(left, grace_s)
     if survivors:
         logger.error(
             "still running after SIGKILL: %s", ", ".join(processes.describe(p) for p in survivors)

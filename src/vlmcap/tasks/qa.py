@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from vlmcap.media.images import MediaError, load_image
-from vlmcap.qa.answers import extract_choice
+from vlmcap.qa.answers import Method, extract_choice
 from vlmcap.qa.dataset import Question
 from vlmcap.records import Item, Record
 from vlmcap.rows import QARow, Row
@@ -29,6 +29,7 @@ from vlmcap.tasks.base import Loaded, Plan, ShouldSkip
 if TYPE_CHECKING:
     from vlmcap.config import VLMConfig
     from vlmcap.plugins.base import VLMPlugin
+    from vlmcap.qa.judge import Judge
     from vlmcap.sinks.resume import ResumeState
 
 #: Separator of a question id and its pass number in circular mode (``q17#2``).
@@ -37,6 +38,10 @@ PASS_SEPARATOR = "#"
 #: kinds of run never resume from each other).
 QA_STYLE = "qa"
 CIRCULAR_STYLE = "qa-circular"
+#: Extraction outcomes a judge is asked about (a refusal is an answer, not a parsing gap).
+JUDGED_METHODS = frozenset({Method.NONE, Method.INVALID, Method.AMBIGUOUS})
+#: ``extraction_method`` of an answer the judge read.
+JUDGE_METHOD = "judge"
 #: One load job: the question and the keys of its passes answered already.
 QAJob = tuple[Question, frozenset[str]]
 
@@ -71,6 +76,7 @@ class QATask:
     plugin: VLMPlugin
     config: VLMConfig
     circular: bool = False
+    judge: Judge | None = None
     name: str = "qa"
     row_type: type[Row] = QARow
     #: Item key -> (question, pass), filled as questions load (the rows read it back).
@@ -125,8 +131,15 @@ class QATask:
         extraction = extract_choice(record.text, shown)
         row.extraction_method = str(extraction.method)
         row.extraction_evidence = extraction.evidence or None
-        if extraction.letter is not None:
-            row.predicted_letter = original_letter(question, extraction.letter, k)
+        letter = extraction.letter
+        if letter is None and self.judge is not None and extraction.method in JUDGED_METHODS:
+            verdict = self.judge.pick(question.question, shown, record.text)
+            row.judged, row.judge_output = True, verdict.reply
+            if verdict.letter is not None:
+                letter = verdict.letter
+                row.extraction_method = JUDGE_METHOD
+        if letter is not None:
+            row.predicted_letter = original_letter(question, letter, k)
         row.is_correct = row.predicted_letter == question.answer
         return row
 
