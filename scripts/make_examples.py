@@ -10,13 +10,18 @@ are fixed (spec and seed), so rerunning gives the same bytes. The whole folder s
 from __future__ import annotations
 
 import argparse
+import random
 from pathlib import Path
 
+from vlmcap.tiny.qa_set import scene_questions, write_rows
 from vlmcap.tiny.synthetic import SceneSpec, write_image, write_video
 
 IMAGE_SIZE = (224, 224)
 VIDEO_SIZE = (160, 120)
 SECONDS, FPS = 3.0, 8
+#: The bundled question set: questions over the example images (paths relative to examples/).
+QUESTIONS = "qa_questions.parquet"
+QUESTIONS_SEED = 5
 
 IMAGES = (
     (SceneSpec("red", "circle", size=56, seed=1), "png"),
@@ -51,6 +56,11 @@ def main() -> None:
         geometry = f"video {w}x{h}, {SECONDS:g} s, {FPS} fps, {n} frames"
         rows.append((path, spec.description(), geometry))
 
+    images = [(f"images/{slug(spec)}.{ext}", spec) for spec, ext in IMAGES]
+    pair = (*images[0], *images[2])  # red circle and yellow star: different colour and shape
+    questions = scene_questions(images, [pair], random.Random(QUESTIONS_SEED))
+    write_rows(questions, out / QUESTIONS)
+
     lines = [
         "# Example media",
         "",
@@ -64,6 +74,13 @@ def main() -> None:
     for path, truth, geometry in rows:
         rel = path.relative_to(out).as_posix()
         lines.append(f"| `{rel}` | {truth} | {geometry} | {path.stat().st_size / 1024:.1f} KB |")
+    lines += [
+        "",
+        f"`{QUESTIONS}`: {len(questions)} multiple-choice questions over the images (one per "
+        "image, two over the red circle and the yellow star shown together), for "
+        "`vlmcap qa --questions examples/qa_questions.parquet`; `python -m vlmcap.tiny.qa_set "
+        "DIR` writes bigger sets.",
+    ]
     (out / "README.md").write_text("\n".join(lines) + "\n")
     for path, truth, _ in rows:
         print(f"{path.stat().st_size:>7} B  {path.relative_to(out)}  ({truth})")

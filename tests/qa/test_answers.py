@@ -256,6 +256,8 @@ FRAGMENTS = [
     ".", ",", "cannot determine", "none of the options", "red", "circle", "not", "**", "$",
 ]  # fmt: skip
 
+#: Generated cases run on shared machines: no per-example deadline.
+UNTIMED = settings(deadline=None)
 option_text = st.lists(st.sampled_from(VOCAB), min_size=1, max_size=3).map(" ".join)
 option_lists = st.lists(option_text, min_size=2, max_size=10, unique=True)
 
@@ -294,6 +296,7 @@ def test_each_form_reads_every_letter(form):
                 assert extract_choice(text, ALPHABET[:count]).letter == letter, text
 
 
+@UNTIMED
 @given(options_and_letter(), st.sampled_from(FORMS))
 def test_each_declared_form_reads_its_letter(case, form):
     options, letter = case
@@ -303,6 +306,7 @@ def test_each_declared_form_reads_its_letter(case, form):
         assert extract_choice(text, ALPHABET[: len(options)]).letter == letter, text
 
 
+@UNTIMED
 @given(options_and_letter(), st.sampled_from([str, str.upper, str.title]), st.sampled_from("!. "))
 def test_an_answer_that_is_an_option_text_picks_it(case, casing, end):
     options, letter = case
@@ -311,12 +315,14 @@ def test_an_answer_that_is_an_option_text_picks_it(case, casing, end):
     assert (got.letter, got.method) == (letter, TEXT), text
 
 
+@UNTIMED
 @given(option_lists, st.text(st.characters(exclude_categories=("L",))))
 def test_text_without_letters_reads_nothing(options, text):
     assert extract_choice(text, options).method is NONE
     assert extract_choice(text, None).method is NONE
 
 
+@UNTIMED
 @given(option_lists, st.lists(st.sampled_from(FILLER), max_size=12), st.sampled_from(".?\n "))
 def test_sentences_naming_no_option_read_nothing(options, words, end):
     text = " ".join(words) + end
@@ -324,6 +330,7 @@ def test_sentences_naming_no_option_read_nothing(options, words, end):
         assert extract_choice(text, options).method is NONE, text
 
 
+@UNTIMED
 @given(st.integers(1, 26), st.lists(st.sampled_from(FRAGMENTS + VOCAB), max_size=30), st.text())
 def test_never_a_letter_outside_the_choices(count, pieces, noise):
     valid = ALPHABET[:count]
@@ -345,6 +352,7 @@ answers = st.one_of(
 ).filter(lambda text: "think" not in text.lower())
 
 
+@UNTIMED
 @given(option_lists, think_noise, answers)
 def test_reasoning_before_the_answer_changes_nothing(options, noise, answer):
     alone = extract_choice(answer, options)
@@ -360,7 +368,7 @@ def test_reasoning_before_the_answer_changes_nothing(options, noise, answer):
     st.text(),
     st.one_of(st.none(), st.lists(st.text(), max_size=8), st.text(string.ascii_letters)),
 )
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 def test_never_raises_and_evidence_is_the_span(text, choices):
     try:
         pairs = normalize_choices(choices)
@@ -377,6 +385,7 @@ def test_never_raises_and_evidence_is_the_span(text, choices):
     assert got.letter is None or got.letter in {letter for letter, _ in pairs}
 
 
+@UNTIMED
 @given(options_and_letter(), options_and_letter())
 def test_the_last_declaration_wins(first, last):
     options, early = first
@@ -385,6 +394,7 @@ def test_the_last_declaration_wins(first, last):
     assert extract_choice(text, options).letter == late
 
 
+@UNTIMED
 @given(st.sampled_from(VOCAB), st.sampled_from(VOCAB), st.sampled_from(["is shown.", "moves."]))
 def test_an_article_is_not_choice_a(first, second, rest):
     text = f"A {first} {second} {rest}"

@@ -263,6 +263,7 @@ def _accuracy_figure(groups: Mapping[str, Mapping[str, Any]], overall: float | N
             x=overall,
             line_dash="dash",
             line_color="#333",
+            layer="below",
             annotation_text=f"overall {overall:.1%}",
             annotation_position="top",
         )
@@ -312,7 +313,8 @@ def _methods_figure(counts: Mapping[str, Mapping[str, int]]) -> Any:
         ]
     )
     fig.update_layout(
-        barmode="stack", legend={"orientation": "h", "y": -0.25, "traceorder": "normal"}
+        barmode="stack",
+        legend={"orientation": "h", "x": 0, "y": 1, "yanchor": "bottom", "traceorder": "normal"},
     )
     fig.update_xaxes(title_text="questions")
     fig.update_yaxes(autorange="reversed", type="category")
@@ -541,8 +543,10 @@ def _table(results: Mapping[str, Mapping[str, Any]], thumbs: _Thumbnails) -> str
     rows = "".join(_row(e, thumbs) for e in shown)
     return f"""{note}
 <div class="filters">
-  <label>outcome <select id="f-outcome"><option value="">all</option>{outcome_options}</select></label>
-  <label>category <select id="f-category"><option value="">all</option>{category_options}</select></label>
+  <label>outcome <select id="f-outcome"><option value="">all</option>{outcome_options}
+  </select></label>
+  <label>category <select id="f-category"><option value="">all</option>{category_options}
+  </select></label>
   <label>text <input id="f-text" type="search" placeholder="qid, question, output…"></label>
   <span id="f-count" class="muted"></span>
 </div>
@@ -658,7 +662,8 @@ h2 { font-size: 16px; margin: 0 0 8px; }
 .filters { display: flex; flex-wrap: wrap; gap: 14px; align-items: center; margin: 6px 0 10px; }
 .filters input { width: 260px; }
 table { border-collapse: collapse; width: 100%; }
-th, td { text-align: left; vertical-align: top; padding: 6px 8px; border-bottom: 1px solid #e3e5e8; }
+th, td { text-align: left; vertical-align: top; padding: 6px 8px;
+  border-bottom: 1px solid #e3e5e8; }
 th { background: #eceff1; position: sticky; top: 0; }
 td.images { width: 250px; } td.question { max-width: 360px; } td.output { max-width: 380px; }
 .thumb { width: 112px; height: 112px; object-fit: contain; background: #eee; margin: 0 4px 4px 0;

@@ -45,37 +45,47 @@ def _row(qid: str, q: dict[str, Any], images: list[str]) -> dict[str, Any]:
     }
 
 
-def question_rows(
-    root: Path, *, n_images: int, n_pairs: int, seed: int = DEFAULT_SEED
+def scene_questions(
+    images: Sequence[tuple[str, SceneSpec]],
+    pairs: Sequence[tuple[str, SceneSpec, str, SceneSpec]],
+    rng: random.Random,
 ) -> list[dict[str, Any]]:
-    """Write the images under ``root``; the question rows (image paths relative to it)."""
-    rng = random.Random(seed)
+    """Question rows about scenes already written: one per image (colour, shape or count),
+    two per pair of images (which image shows X; what is in picture N)."""
     rows: list[dict[str, Any]] = []
-    for entry in make_dataset(root, n_images=n_images, n_videos=0, seed=seed):
-        spec = SceneSpec.from_dict(entry)
-        q = make_question(spec, rng, CATEGORIES[:3])
-        rows.append(_row(f"img{len(rows):04d}", q, [entry["path"]]))
-    for i in range(n_pairs):
-        first, second = random_pair(rng)
-        paths = []
-        for j, spec in enumerate((first, second)):
-            rel = f"pairs/pair_{i:04d}_{j}.png"
-            write_image(root / rel, spec)
-            paths.append(rel)
+    for rel, spec in images:
+        rows.append(_row(f"img{len(rows):04d}", make_question(spec, rng, CATEGORIES[:3]), [rel]))
+    for i, (rel1, first, rel2, second) in enumerate(pairs):
+        paths = [rel1, rel2]
         rows.append(_row(f"pair{i:04d}-which", make_pair_question(first, second, rng), paths))
         rows.append(_row(f"pair{i:04d}-picture", make_picture_question(first, second, rng), paths))
     return rows
 
 
-def write_question_set(
-    root: Path | str, *, n_images: int = 60, n_pairs: int = 20, seed: int = DEFAULT_SEED
-) -> Path:
-    """Write a question set under ``root``; the path of its parquet file."""
+def question_rows(
+    root: Path, *, n_images: int, n_pairs: int, seed: int = DEFAULT_SEED
+) -> list[dict[str, Any]]:
+    """Write fresh images under ``root``; the question rows (image paths relative to it)."""
+    rng = random.Random(seed)
+    images = [
+        (entry["path"], SceneSpec.from_dict(entry))
+        for entry in make_dataset(root, n_images=n_images, n_videos=0, seed=seed)
+    ]
+    pairs = []
+    for i in range(n_pairs):
+        first, second = random_pair(rng)
+        rel1, rel2 = f"pairs/pair_{i:04d}_0.png", f"pairs/pair_{i:04d}_1.png"
+        write_image(root / rel1, first)
+        write_image(root / rel2, second)
+        pairs.append((rel1, first, rel2, second))
+    return scene_questions(images, pairs, rng)
+
+
+def write_rows(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Question rows as a seed-format parquet file (``image``: a list of paths)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    root = Path(root)
-    rows = question_rows(root, n_images=n_images, n_pairs=n_pairs, seed=seed)
     schema = pa.schema(
         [
             ("qid", pa.string()),
@@ -86,9 +96,18 @@ def write_question_set(
             ("source", pa.string()),
         ]
     )
-    path = root / QUESTIONS_NAME
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(list(rows), schema=schema), str(path))
     return path
+
+
+def write_question_set(
+    root: Path | str, *, n_images: int = 60, n_pairs: int = 20, seed: int = DEFAULT_SEED
+) -> Path:
+    """Write a question set under ``root``; the path of its parquet file."""
+    root = Path(root)
+    rows = question_rows(root, n_images=n_images, n_pairs=n_pairs, seed=seed)
+    return write_rows(rows, root / QUESTIONS_NAME)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
