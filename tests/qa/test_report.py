@@ -153,8 +153,9 @@ def test_the_page_shows_the_accuracy_numbers(page):
     assert '<div class="value">33.3%</div>' in page  # 2 of 6
     assert "2 of 6" in page
     charts = unescape_json(page)
-    assert "50.0% (1/2)" in charts  # colour: q1 right of q1, q2
-    assert "25.0% (1/4)" in charts  # source synthetic
+    assert "25.0% (1/4)" in charts  # category colour: q1 right of q1, q2, q4, q5
+    assert "50.0% (1/2)" in charts  # category shape: q6 right of q3, q6
+    assert "40.0% (2/5)" in charts  # source synthetic
     assert "overall 33.3%" in charts
     for name, value in (("wrong", 1), ("unparsed", 1), ("refused", 1), ("failed", 1)):
         assert f'data-metric="{name}"><div class="value">{value}</div>' in page

@@ -62,6 +62,8 @@ THUMB_QUALITY = 70
 MAX_OUTPUT_CHARS = 4000
 #: Characters of a category or source name on a chart axis (the hover has the full name).
 MAX_LABEL_CHARS = 40
+#: Accuracy from which a bar's label fits inside it (shorter bars have it beside them).
+INSIDE_LABEL_MIN = 0.3
 #: Height of one bar of the accuracy and extraction charts, and what every chart adds to it.
 BAR_PX = 30
 CHART_BASE_PX = 110
@@ -251,7 +253,7 @@ def _accuracy_figure(groups: Mapping[str, Mapping[str, Any]], overall: float | N
             orientation="h",
             marker_color=OUTCOME_COLOURS["correct"],
             text=[f"{a:.1%} ({c}/{t})" for a, c, t in zip(accuracy, correct, totals, strict=True)],
-            textposition="inside",
+            textposition=["inside" if a >= INSIDE_LABEL_MIN else "outside" for a in accuracy],
             insidetextanchor="end",
             constraintext="none",
             customdata=[_plot_text(n) for n in names],
