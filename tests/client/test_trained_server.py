@@ -113,3 +113,34 @@ def test_swapped_pair_images_are_caught_through_the_server(trained_server, fixed
     swapped = ask_server(trained_server, swapped_pairs(pictures))["accuracy"]
     # a pair may share the asked attribute (about 1 in 6), so swapping cannot fail them all
     assert right >= THRESHOLD and swapped <= right - 0.3, (right, swapped)
+
+
+def test_vlmcap_qa_through_the_server_scores_as_offline(
+    trained_server, trained_engine, tmp_path, cache_dir
+):
+    """The same question set, ``vlmcap qa`` against the server and in-process: same answers."""
+    from vlmcap.pipeline.backend import OfflineBackend
+    from vlmcap.pipeline.qa import answer_questions
+    from vlmcap.qa.dataset import load_questions
+    from vlmcap.qa.results import metrics_path, results_path
+    from vlmcap.tiny.qa_set import write_question_set
+
+    path = write_question_set(tmp_path / "set", n_images=24, n_pairs=8, seed=21)
+    out = tmp_path / "server"
+    cmd = [sys.executable, "-m", "vlmcap.cli", "qa", "--questions", str(path), "-o", str(out)]
+    cmd += ["--server-url", trained_server.url, "--api-key", API_KEY, "--concurrency", "8"]
+    proc = run_client(cmd, client_env(cache_dir))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    served = json.loads(metrics_path(out, MODEL).read_text())
+    assert served["server_url"] == trained_server.url and served["total_questions"] == 40
+    llm, plugin, config = trained_engine
+    questions = load_questions(path, path.parent).questions
+    offline = tmp_path / "offline"
+    answer_questions(questions, OfflineBackend(llm, plugin, config), plugin, config, offline)
+    local = json.loads(metrics_path(offline, MODEL).read_text())
+    assert abs(served["overall_accuracy"] - local["overall_accuracy"]) <= 0.03, (served, local)
+    assert served["overall_accuracy"] >= THRESHOLD
+    a = json.loads(results_path(out, MODEL).read_text())
+    b = json.loads(results_path(offline, MODEL).read_text())
+    same = sum(a[q]["predicted_letter"] == b[q]["predicted_letter"] for q in a)
+    assert same >= 0.9 * len(a)  # PNG frames are lossless: the server sees the same pixels

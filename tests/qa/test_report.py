@@ -202,6 +202,15 @@ def test_thumbnails_are_small_jpeg_data_urls_and_a_missing_image_a_placeholder(p
     assert '<span class="thumb missing" title="images/missing.png">' in page
 
 
+def test_judged_answers_are_counted_and_say_what_the_judge_replied():
+    results = make_results()
+    results["q2-wrong"].update(judged=True, judge_output="B", extraction_method="judge")
+    page = build_report(results, qa_metrics(results, model=MODEL), None)
+    assert 'data-metric="judged"><div class="value">1 (0 right)</div>' in page
+    assert 'data-metric="rule-only accuracy"><div class="value">33.3%</div>' in page
+    assert "judge replied “B”" in page
+
+
 def test_confusion_counts_letters_and_the_answers_without_one():
     rows, columns, z = confusion(make_results().values())
     assert rows == ["A", "B", "C"]
@@ -311,9 +320,10 @@ def _chromium_or_skip() -> Path:
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install -y chromium)")
 
 
-def _run_chromium(chromium: Path, profile: Path, *args: str) -> str:
-    """Run headless Chromium once; its stdout. Killed, with every process it started, after
-    ``CHROMIUM_TIMEOUT_S`` or on any error."""
+def _run_chromium(chromium: Path, home: Path, *args: str) -> str:
+    """Run headless Chromium once, with ``home`` as its HOME and profile; its stdout. Killed,
+    with every process it started, after ``CHROMIUM_TIMEOUT_S`` or on any error."""
+    home.mkdir(parents=True, exist_ok=True)
     command = [
         str(chromium),
         "--headless",
@@ -324,7 +334,7 @@ def _run_chromium(chromium: Path, profile: Path, *args: str) -> str:
         "--disable-background-networking",
         "--disable-component-update",
         "--disable-sync",
-        f"--user-data-dir={profile}",
+        f"--user-data-dir={home / 'profile'}",
         *args,
     ]
     proc = subprocess.Popen(
@@ -333,32 +343,35 @@ def _run_chromium(chromium: Path, profile: Path, *args: str) -> str:
         stderr=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
+        # Its crash handler starts a session of its own; it keeps its files under HOME.
+        env={**os.environ, "HOME": str(home)},
         text=True,
     )
     try:
         out, _ = proc.communicate(timeout=CHROMIUM_TIMEOUT_S)
     finally:
-        _stop_chromium(proc, profile)
+        _stop_chromium(proc, home)
     assert proc.returncode == 0, f"chromium exited {proc.returncode}"
     return out
 
 
-def _ours(profile: Path) -> list[psutil.Process]:
-    """Chromium processes of this test: the ones started with its own profile folder."""
+def _ours(home: Path) -> list[psutil.Process]:
+    """Chromium processes of one run: those whose command line names its own HOME folder
+    (the profile, the crash handler's database)."""
     found = []
     for proc in psutil.process_iter(["cmdline"]):
-        if f"--user-data-dir={profile}" in (proc.info["cmdline"] or []):
+        if any(str(home) in arg for arg in proc.info["cmdline"] or []):
             found.append(proc)
     return found
 
 
-def _stop_chromium(proc: subprocess.Popen[str], profile: Path) -> None:
+def _stop_chromium(proc: subprocess.Popen[str], home: Path) -> None:
     if proc.poll() is None:
         proc.kill()
         proc.wait()
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)  # its own session: helpers it left behind
-    left = _ours(profile)
+    left = _ours(home)
     for p in left:
         p.kill()
     psutil.wait_procs(left, timeout=5)
@@ -372,24 +385,25 @@ def test_the_page_renders_with_its_charts_in_headless_chromium(tmp_path):
     shot = tmp_path / "page.png"
     started = time.monotonic()
     _run_chromium(
-        chromium, tmp_path / "profile-1", f"--screenshot={shot}", "--window-size=1200,1600", url
+        chromium, tmp_path / "chromium-1", f"--screenshot={shot}", "--window-size=1200,1600", url
     )
     dom = _run_chromium(
         chromium,
-        tmp_path / "profile-2",
+        tmp_path / "chromium-2",
         "--dump-dom",
         "--virtual-time-budget=5000",
         "--window-size=1200,1600",
         url,
     )
     assert time.monotonic() - started < 2 * CHROMIUM_TIMEOUT_S
-    assert not _ours(tmp_path / "profile-1") and not _ours(tmp_path / "profile-2")
+    assert not _ours(tmp_path / "chromium-1") and not _ours(tmp_path / "chromium-2")
 
     # Plotly drew every chart: each chart div holds its SVG.
     drawn = {
         part.split('"', 1)[0]: 'class="main-svg"' in part for part in dom.split('id="chart-')[1:]
     }
-    assert drawn == dict.fromkeys(("category", "source", "confusion", "methods"), True)
+    charts = ("category", "source", "confusion", "methods")
+    assert drawn == dict.fromkeys(charts, True), f"charts drawn by plotly: {drawn}"
     assert dom.count('class="main-svg"') >= 4
     assert "4 of 4 shown" in dom  # the filter script ran over the table
     assert "<b>bold</b>" not in dom  # the escaped label stayed text in the charts too

@@ -9,11 +9,12 @@ config-file keys all come from there. Exit status: 0 every item captioned, 1 som
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from vlmcap.cli.caption_view import CaptionProgress, print_dry_run, print_summary
+from vlmcap.cli.job import run_job
 from vlmcap.config import ConfigError, VLMConfig
 from vlmcap.media.inputs import MediaFile, discover
 from vlmcap.media.manifest import ManifestError
@@ -28,7 +29,11 @@ from vlmcap.options import (
 )
 from vlmcap.options.cli import command_line_values, with_options
 from vlmcap.prompts import read_prompt_file
-from vlmcap.sinks.lock import LockedError
+
+if TYPE_CHECKING:
+    from vlmcap.pipeline.backend import Backend
+    from vlmcap.plugins.base import VLMPlugin
+    from vlmcap.sinks.store import RecordStore
 
 
 def _read_prompt_file(parsed: ParsedOptions) -> None:
@@ -86,59 +91,31 @@ def _run(
     output_dir: Path,
     run: RunOptions,
 ) -> int:
-    """Caption ``files``; the exit status. SIGTERM (143) and SIGINT (130) stop the run through
-    the same ``finally`` as an error: records flushed, lock released, engine shut down."""
-    from vlmcap.cli.errors import usage_error
-    from vlmcap.client.connect import ServerError, open_server
-    from vlmcap.pipeline.backend import Backend, OfflineBackend, ServerBackend
+    """Caption ``files``; the exit status (``vlmcap.cli.job``: 143 after SIGTERM, 130 after
+    SIGINT, both through the same clean-up as an error)."""
     from vlmcap.pipeline.caption import caption_files, open_store
-    from vlmcap.plugins.registry import UnknownModelError, get_plugin
-    from vlmcap.runtime import Interrupted, shutdown_llm, stop_on_signals
 
-    store = llm = None
-    status = 0
-    with stop_on_signals() as signals, signals.shield():  # SIGTERM/SIGINT: only in the work...
-        try:
-            with signals.raising():  # ...raise Interrupted; the clean-up below always runs
-                try:
-                    server = open_server(config, client)  # None without --server-url(-file)
-                    plugin = get_plugin(config.model, config.model_path)
-                    store = open_store(output_dir, plugin, config, run)  # locked before the engine
-                except (UnknownModelError, LockedError, ServerError, ValueError) as exc:
-                    usage_error(str(exc))
-                backend: Backend
-                if server is not None:
-                    backend = ServerBackend(server, plugin, config)
-                else:
-                    llm = plugin.build_llm(config)
-                    backend = OfflineBackend(llm, plugin, config)
-                with CaptionProgress(len(files)) as progress:
-                    summary = caption_files(
-                        files,
-                        backend,
-                        plugin,
-                        config,
-                        output_dir,
-                        run=run,
-                        store=store,
-                        on_row=progress.row,
-                        on_file_done=progress.file_done,
-                        on_plan=progress.plan,
-                    )
-                store.close()
-                print_summary(summary, progress.shown)  # before the engine's shutdown (seconds)
-                status = 1 if summary.failed else 0
-        except ServerError as exc:
-            usage_error(str(exc))
-        except Interrupted as exc:
-            typer.echo(
-                f"{exc.name}: stopped; the records written are kept (rerun to resume)", err=True
+    def open_caption_store(plugin: VLMPlugin) -> RecordStore:
+        return open_store(output_dir, plugin, config, run)
+
+    def work(
+        backend: Backend, plugin: VLMPlugin, store: RecordStore, server_url: str | None
+    ) -> int:
+        with CaptionProgress(len(files)) as progress:
+            summary = caption_files(
+                files,
+                backend,
+                plugin,
+                config,
+                output_dir,
+                run=run,
+                store=store,
+                on_row=progress.row,
+                on_file_done=progress.file_done,
+                on_plan=progress.plan,
             )
-        finally:
-            try:
-                if store is not None:
-                    store.close()  # records flushed and lock released before the engine
-            finally:
-                if llm is not None:
-                    shutdown_llm(llm)
-    return signals.exit_status(status)
+        store.close()
+        print_summary(summary, progress.shown)  # before the engine's shutdown (seconds)
+        return 1 if summary.failed else 0
+
+    return run_job(config, client, open_caption_store, work)

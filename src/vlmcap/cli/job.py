@@ -6,8 +6,9 @@ exit statuses.
       open_server(config, client)       # None: offline (no --server-url / --server-url-file)
       plugin, store = open_store(...)   # the output folder is locked before the engine starts
       backend: ServerBackend or OfflineBackend(plugin.build_llm(config))
-      work(backend, plugin, store, server_url) -> exit status
-      finally: store closed (rows flushed, lock released), then the engine shut down
+      work(backend, plugin, store, server_url) -> exit status   (signals raise only in here)
+      finally: store closed (rows flushed, lock released), then the engine shut down; a signal
+               during this clean-up is only recorded, so it runs to its end
 
 Exit status: ``work``'s; 2 for bad usage or a server that is not usable; 143 after SIGTERM,
 130 after SIGINT (the rows written stay; the same command resumes).
@@ -47,28 +48,29 @@ def run_job(
     from vlmcap.sinks.lock import LockedError
 
     store = llm = None
-    with stop_on_signals():
+    status = 0
+    with stop_on_signals() as signals, signals.shield():  # SIGTERM/SIGINT: only in the work...
         try:
-            try:
-                server = open_server(config, client)  # None without --server-url(-file)
-                plugin = get_plugin(config.model, config.model_path)
-                store = open_store(plugin)  # lock before the slow engine start
-            except (UnknownModelError, LockedError, ServerError, ValueError) as exc:
-                usage_error(str(exc))
-            backend: Backend
-            if server is not None:
-                backend = ServerBackend(server, plugin, config)
-            else:
-                llm = plugin.build_llm(config)
-                backend = OfflineBackend(llm, plugin, config)
-            return work(backend, plugin, store, server.url if server is not None else None)
+            with signals.raising():  # ...raise Interrupted; the clean-up below always runs
+                try:
+                    server = open_server(config, client)  # None without --server-url(-file)
+                    plugin = get_plugin(config.model, config.model_path)
+                    store = open_store(plugin)  # locked before the slow engine start
+                except (UnknownModelError, LockedError, ServerError, ValueError) as exc:
+                    usage_error(str(exc))
+                backend: Backend
+                if server is not None:
+                    backend = ServerBackend(server, plugin, config)
+                else:
+                    llm = plugin.build_llm(config)
+                    backend = OfflineBackend(llm, plugin, config)
+                status = work(backend, plugin, store, server.url if server is not None else None)
         except ServerError as exc:
             usage_error(str(exc))
         except Interrupted as exc:
             typer.echo(
                 f"{exc.name}: stopped; the rows written are kept (rerun to resume)", err=True
             )
-            return exc.exit_status
         finally:
             try:
                 if store is not None:
@@ -76,3 +78,4 @@ def run_job(
             finally:
                 if llm is not None:
                     shutdown_llm(llm)
+    return signals.exit_status(status)

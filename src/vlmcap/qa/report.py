@@ -433,7 +433,9 @@ def _cards(metrics: Mapping[str, Any]) -> str:
         *((name, str(metrics.get(name, 0)), name) for name in NOT_RIGHT),
     ]
     if metrics.get("judged"):
-        cards.append(("judged", str(metrics["judged"]), ""))
+        judged = f"{metrics['judged']} ({metrics.get('judged_correct', 0)} right)"
+        cards.append(("judged", judged, ""))
+        cards.append(("rule-only accuracy", _pct(metrics.get("rule_accuracy")), ""))
     return "".join(
         f'<div class="card {cls}" data-metric="{_esc(name)}"><div class="value">{_esc(value)}</div>'
         f'<div class="label">{_esc(name)}</div></div>'
@@ -521,8 +523,16 @@ def _row(entry: Mapping[str, Any], thumbs: _Thumbnails) -> str:
         f"<td>{_prediction(entry)}</td>"
         f"<td><code>{_esc(method)}</code>"
         + (f'<div class="evidence">“{_esc(evidence)}”</div>' if evidence else "")
+        + _judged(entry)
         + f'</td><td class="output">{_output(entry)}</td></tr>'
     )
+
+
+def _judged(entry: Mapping[str, Any]) -> str:
+    """What the judge replied, for an answer no rule could read (``--judge-url``)."""
+    if not entry.get("judged"):
+        return ""
+    return f'<div class="evidence">judge replied “{_esc(entry.get("judge_output") or "")}”</div>'
 
 
 def _table(results: Mapping[str, Mapping[str, Any]], thumbs: _Thumbnails) -> str:

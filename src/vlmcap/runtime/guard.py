@@ -9,22 +9,24 @@ flag and vLLM's finalizers act only on a normal exit, so SIGKILL (a SLURM time l
 killer, ``kill -9``) leaves the engine core and its workers running, re-parented to init, holding
 gigabytes of memory (or a GPU) for good. ``prctl(PR_SET_PDEATHSIG)`` does not solve it: it only
 reaches a direct child, it fires when the *thread* that started the child exits, and it is
-cleared when a set-uid program is executed.
+cleared when a set-uid program is executed. ``vlmcap serve`` sets it on its API server child,
+yet an API server still starting up only logs that SIGTERM and keeps running, engine core and
+all.
 
 So ``guard_children()`` starts one small watcher process (``watcher.py``) beside this process. The
-watcher records this process's descendants (pid and creation time) and holds the read end of a
-pipe whose write end only this process holds (closed in forked children, never inherited by
-executed ones). Whatever way this process ends, the kernel closes that write end; the watcher
-then SIGTERMs the descendants still running (a grace later, SIGKILLs them) and exits. A child
-forked just before the end is not missed: it reports its pid from an at-fork hook at once; the
-direct children are looked at ten times a second, the whole tree less often.
-The watcher lives in its own session, so a terminal's Ctrl-C or a kill of the job's process group
-does not take it first, while this process keeps its own process group. It needs nothing from the
-platform but pipes and ``/proc`` (through psutil), so it works the same on GPU nodes.
+watcher records this process's descendants (pid and creation time) and holds the read end of a pipe
+whose write end only this process holds (closed in forked children, never inherited by executed
+ones). Whatever way this process ends, the kernel closes that write end; the watcher then SIGTERMs
+the descendants still running (a grace later, SIGKILLs them) and exits. A child forked just before
+the end is not missed: it reports its pid from an at-fork hook at once; the direct children are
+looked at ten times a second, the whole tree less often. The watcher lives in its own session, so a
+terminal's Ctrl-C or a kill of the job's process group does not take it first, while this process
+keeps its own process group. It needs nothing from the platform but pipes and ``/proc`` (through
+psutil), so it works the same on GPU nodes.
 
 One guard per process: ``guard_children()`` starts it on first use and returns the running one
-afterwards (``vlmcap.plugins.base.VLMPlugin.build_llm`` and ``vlmcap serve`` call it before vLLM
-starts anything).
+afterwards (``vlmcap.plugins.base.VLMPlugin.build_llm``, through ``engine.before_engine_start``,
+and ``vlmcap serve`` call it before vLLM starts anything).
 """
 
 from __future__ import annotations
