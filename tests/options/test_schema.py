@@ -120,11 +120,11 @@ def test_vlmconfig_keeps_its_fields_and_takes_them_from_the_groups():
         assert VLMConfig.model_fields[name].default == option.info.default
 
 
-def expected_default_text(option: OptionSpec) -> str | None:
-    """What ``--help`` must show as the default of ``option``, from the schema alone."""
+def expected_default_text(option: OptionSpec, default: object) -> str | None:
+    """What ``--help`` must show as the default of ``option`` whose default in the command is
+    ``default`` (the schema's, or the command's own)."""
     if option.flag.default_text is not None:
         return f"({option.flag.default_text})"
-    default = option.default
     if default is None or default in ([], {}) or option.flag.parse is not None:
         return None
     if isinstance(default, bool):
@@ -156,13 +156,14 @@ def test_help_shows_the_schema_defaults(command):
         if option.flag.argument:
             continue
         row = next(r for r in rows if r.split()[0].split(",")[0] == option.main_flag)
-        text = expected_default_text(option)
+        default = COMMANDS[command].default(option)
+        text = expected_default_text(option, default)
         if text is None:
             assert "[default:" not in row, row
         else:
             assert f"[default: {text}]" in row, row
             if not text.startswith("("):
-                assert params[option.name].default == option.default
+                assert params[option.name].default == default
         assert option.help.split()[0] in row
 
 
@@ -210,3 +211,14 @@ def test_a_new_subcommand_picks_its_groups_and_gets_their_flags():
 
 def test_serve_and_caption_share_the_engine_group_object():
     assert SERVE.option("max_model_len").group is CAPTION.option("max_model_len").group
+
+
+def test_a_command_may_set_its_own_default_of_a_shared_option():
+    from vlmcap.options import QA
+    from vlmcap.options.qa import DEFAULT_QA_MAX_OUTPUT_TOKENS
+
+    assert QA.default(QA.option("max_output_tokens")) == DEFAULT_QA_MAX_OUTPUT_TOKENS
+    assert CAPTION.default(CAPTION.option("max_output_tokens")) == 512
+    config = QA.resolve({}).build(VLMConfig)
+    assert config.max_output_tokens == DEFAULT_QA_MAX_OUTPUT_TOKENS
+    assert QA.resolve({"max_output_tokens": 7}).build(VLMConfig).max_output_tokens == 7
