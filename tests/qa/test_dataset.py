@@ -24,17 +24,9 @@ from tests.qa.fixtures_qa import (
     write_parquet,
     write_tsv,
 )
-from vlmcap.qa.dataset import (
-    EMBEDDED_DIR_NAME,
-    REPORT_MAX_LINES,
-    Question,
-    QuestionSetError,
-    answer_letter,
-    image_values,
-    load_questions,
-    parse_choices,
-    resolve_in_root,
-)
+from vlmcap.qa.dataset import REPORT_MAX_LINES, Question, QuestionSetError, load_questions
+from vlmcap.qa.question_images import EMBEDDED_DIR_NAME, image_values, resolve_in_root
+from vlmcap.qa.question_text import answer_letter, parse_choices
 
 VLMEVAL_COLUMNS = ["index", "question", "hint", "A", "B", "C", "D", "answer", "category"]
 

@@ -23,8 +23,10 @@ from typer.testing import CliRunner
 
 from tests.qa.fixtures_qa import BLUE, png
 from vlmcap.cli.app import app
-from vlmcap.qa import report
-from vlmcap.qa.report import build_report, confusion, pick_rows
+from vlmcap.qa import report_charts, report_table
+from vlmcap.qa.report import build_report
+from vlmcap.qa.report_charts import confusion
+from vlmcap.qa.report_table import pick_rows
 from vlmcap.qa.results import qa_metrics
 
 MODEL = "tiny-test"
@@ -198,7 +200,7 @@ def test_thumbnails_are_small_jpeg_data_urls_and_a_missing_image_a_placeholder(p
         assert prefix == "data:image/jpeg;base64"
         with Image.open(io.BytesIO(base64.b64decode(data))) as thumb:
             assert thumb.format == "JPEG"
-            assert max(thumb.size) <= report.THUMB_PX
+            assert max(thumb.size) <= report_table.THUMB_PX
     assert '<span class="thumb missing" title="images/missing.png">' in page
 
 
@@ -244,7 +246,7 @@ def test_pick_rows_keeps_rare_outcomes_and_the_order():
 
 
 def test_a_large_run_shows_a_capped_table_with_a_note(monkeypatch):
-    monkeypatch.setattr(report, "MAX_TABLE_ROWS", 2)
+    monkeypatch.setattr(report_table, "MAX_TABLE_ROWS", 2)
     results = make_results()
     capped = build_report(results, qa_metrics(results, model=MODEL), None)
     rows = [a for a in tags_of(capped).of("tr") if "data-outcome" in a]
@@ -417,7 +419,7 @@ def test_the_page_renders_with_its_charts_in_headless_chromium(tmp_path):
     white = sum(n for n, c in colours if min(c) > 245)
     assert white < 0.9 * rgb.width * rgb.height
     # The accuracy bars are drawn in the "correct" green: a bar's worth of its pixels.
-    green = tuple(int(report.OUTCOME_COLOURS["correct"][i : i + 2], 16) for i in (1, 3, 5))
+    green = tuple(int(report_charts.OUTCOME_COLOURS["correct"][i : i + 2], 16) for i in (1, 3, 5))
     bar_pixels = sum(
         n for n, c in colours if max(abs(a - b) for a, b in zip(c, green, strict=True)) < 12
     )

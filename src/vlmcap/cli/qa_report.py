@@ -37,7 +37,7 @@ def qa_report(
 
     Exit status: 0 the page was written, 2 no readable QA run in FOLDER.
     """
-    from vlmcap.qa.dataset import EMBEDDED_DIR_NAME
+    from vlmcap.qa.question_images import EMBEDDED_DIR_NAME
     from vlmcap.qa.report import ReportError, build_report, find_run, load_run
     from vlmcap.sinks.files import atomic_write_text
 

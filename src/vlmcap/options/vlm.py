@@ -172,8 +172,8 @@ class Stage2Options(OptionGroup):
     panel = "Stage 2"
 
     stage2: bool = Field(default=False, description="Refine each caption in a second request.")
-    stage2_prompt: Annotated[str, flag(default_text="the built-in refine prompt")] = Field(
+    stage2_prompt: Annotated[str, flag(default_text="the built-in stage-2 prompt")] = Field(
         default=DEFAULT_STAGE2_PROMPT,
         min_length=1,
-        description="Refine prompt; the stage-1 caption is appended to it.",
+        description="Stage-2 prompt; the stage-1 caption is appended to it.",
     )
