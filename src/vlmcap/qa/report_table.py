@@ -105,6 +105,10 @@ class _Thumbnails:
                     f'<span class="thumb missing" title="{name}">no image<br>{name}</span>'
                 )
             else:
+                parts.append(f'<img class="thumb" src="{url}" alt="{name}" title="{name}">')
+        if len(keys) > MAX_THUMBS_PER_ROW:
+            parts.append(f'<span class="more">+{len(keys) - MAX_THUMBS_PER_ROW}</span>')
+        return "".join(parts) or '<span class="muted">no images</span>'
 
 
 def _choices(entry: Mapping[str, Any]) -> str:
