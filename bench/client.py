@@ -24,7 +24,6 @@ import argparse
 import logging
 import os
 import shutil
-import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from typing import Any
 import psutil
 
 from common import machine_info, ratio, run_alternating, summarize, write_result
+from served import cpu_s, start_server, tree
 
 logger = logging.getLogger("bench.client")
 
@@ -61,30 +61,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def tree(pid: int) -> list[psutil.Process]:
-    """Process ``pid`` and all its descendants."""
-    proc = psutil.Process(pid)
-    return [proc, *proc.children(recursive=True)]
-
-
-def cpu_s(procs: list[psutil.Process]) -> float:
-    """CPU seconds ``procs`` have used so far (gone processes count 0)."""
-    total = 0.0
-    for p in procs:
-        try:
-            times = p.cpu_times()
-        except psutil.Error:
-            continue
-        total += times.user + times.system
-    return total
-
-
 def make_files(root: Path, n: int, videos: int) -> list[Any]:
     from vlmcap.media.inputs import discover
     from vlmcap.tiny.synthetic import make_dataset
@@ -109,24 +85,6 @@ def bench_config(args: argparse.Namespace) -> Any:
         prefix_caching=False,
         enforce_eager=True,
     )
-
-
-def start_server(plugin: Any, config: Any, log: Path) -> tuple[Any, Any, list[str]]:
-    """(ServerProcess, ServeOptions, command) of a healthy server on a free loopback port."""
-    from vlmcap.server.command import (
-        ServeOptions,
-        server_command,
-        server_env,
-        vllm_parser,
-    )
-    from vlmcap.server.process import ServerProcess
-
-    opts = ServeOptions(port=free_port())
-    command = server_command(plugin, config, opts, parser=vllm_parser())
-    server = ServerProcess(command, server_env(opts), log=log.open("w"))
-    server.start()
-    logger.info("server up in %.0f s", server.wait_healthy(opts.local_url, 600))
-    return server, opts, command
 
 
 def main(argv: list[str] | None = None) -> None:

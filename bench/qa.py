@@ -17,6 +17,11 @@ and seed:
 Both engines stay loaded; contenders alternate (a warm-up each on the whole set, then the order
 changes every repeat), each run into a fresh output folder. Every contender must give the same
 number of answers. Targets: qa-16 >= 3x sequential; best qa-N >= 0.8x offline.
+
+Where the time went, per contender (medians in the result): CPU milliseconds per question of
+this process (the pipeline and HTTP client, or the offline front end with the HF processor),
+of the server's processes (API process and engine) and of the offline engine's processes;
+and the engine steps the run took (the server's step histogram, or the offline loop's count).
 Result: ``bench/results/qa.json``.
 """
 
@@ -33,8 +38,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from client import start_server
+import psutil
+
 from common import machine_info, ratio, run_alternating, summarize, write_result
+from served import cpu_s, engine_steps, start_server, tree
 
 logger = logging.getLogger("bench.qa")
 
@@ -49,6 +56,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-output-tokens", type=int, default=16)
     p.add_argument("--out", default=None, help="result file [bench/results/qa.json]")
     return p.parse_args(argv)
+
+
+def workload_size(args: argparse.Namespace) -> tuple[int, int, int]:
+    """(one-image questions, image pairs, repeats) after the ``--quick`` defaults."""
+    n_images = args.questions or (24 if args.quick else 96)
+    n_pairs = args.pairs if args.pairs is not None else (4 if args.quick else 12)
+    return n_images, n_pairs, args.repeats or (1 if args.quick else 3)
 
 
 def bench_config() -> Any:
@@ -112,9 +126,7 @@ def quiet_logs() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    n_images = args.questions or (24 if args.quick else 96)
-    n_pairs = args.pairs if args.pairs is not None else (4 if args.quick else 12)
-    repeats = args.repeats or (1 if args.quick else 3)
+    n_images, n_pairs, repeats = workload_size(args)
     quiet_logs()
 
     from vlmcap.client.connect import connect
@@ -144,9 +156,14 @@ def main(argv: list[str] | None = None) -> None:
                 out = work / f"out{counter['n']}"
                 summary = answer_questions(questions, make(), plugin, config, out, run=run)
                 shutil.rmtree(out)
-                return {"items": summary.rows, "output_tokens": summary.output_tokens}
+                value = {"items": summary.rows, "output_tokens": summary.output_tokens}
+                if summary.loop.engine_steps is not None:
+                    value["engine_steps"] = summary.loop.engine_steps
+                return value
 
             return go
+
+        sides = process_sides(server.pid)
 
         def client(c: int) -> Callable[[], Backend]:
             settings = connect(ClientConfig(url=opts.local_url, concurrency=c), config)
@@ -160,19 +177,50 @@ def main(argv: list[str] | None = None) -> None:
         }
         contenders.update({f"qa-{c}": through(client(c)) for c in args.concurrency})
         contenders["offline"] = through(lambda: OfflineBackend(llm, plugin, config))
+        contenders = {name: measured(go, sides, opts.local_url) for name, go in contenders.items()}
         samples = run_alternating(contenders, repeats, pause_s=2.0, on_sample=show)
         result = report(samples, n=len(questions), repeats=repeats, config=config, args=args)
         result["server_command"] = command
-        out_path = write_result("qa", result, args.out)
-        for line in result["summary"]:
-            logger.info("%s", line)
-        logger.info("wrote %s", out_path)
+        logger.info(
+            "%s", "\n".join([*result["summary"], f"wrote {write_result('qa', result, args.out)}"])
+        )
     finally:
         if llm is not None:
             shutdown_llm(llm)
         if server is not None:
             server.stop(60)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def process_sides(server_pid: int) -> dict[str, list[psutil.Process]]:
+    """This process, the server's processes, and the offline engine's (our other children)."""
+    server_procs = tree(server_pid)
+    theirs = {p.pid for p in server_procs}
+    return {
+        "here": [psutil.Process()],
+        "server": server_procs,
+        "engine": [p for p in tree(os.getpid())[1:] if p.pid not in theirs],
+    }
+
+
+def measured(
+    go: Callable[[], dict[str, Any]], sides: dict[str, list[psutil.Process]], url: str
+) -> Callable[[], dict[str, Any]]:
+    """``go`` plus the CPU each side used per question and the engine steps it took."""
+
+    def run_one() -> dict[str, Any]:
+        before = {side: cpu_s(procs) for side, procs in sides.items()}
+        steps_before = engine_steps(url)
+        value = go()
+        used = {side: cpu_s(procs) - before[side] for side, procs in sides.items()}
+        steps_after = engine_steps(url)
+        n = max(value["items"], 1)
+        value["cpu_ms_per_question"] = {k: round(1000 * v / n, 2) for k, v in used.items()}
+        if "engine_steps" not in value and steps_before is not None and steps_after is not None:
+            value["engine_steps"] = steps_after - steps_before
+        return value
+
+    return run_one
 
 
 def show(name: str, sample: Any) -> None:
@@ -219,6 +267,16 @@ def report(
         "repeats": repeats,
         "questions_per_s": {name: summarize(r) for name, r in rate.items()},
         "seconds": {name: summarize([s.seconds for s in ss]) for name, ss in samples.items()},
+        "cpu_ms_per_question": {
+            name: {
+                side: summarize([s.value["cpu_ms_per_question"][side] for s in ss])["median"]
+                for side in ("here", "server", "engine")
+            }
+            for name, ss in samples.items()
+        },
+        "engine_steps": {
+            name: [s.value.get("engine_steps") for s in ss] for name, ss in samples.items()
+        },
         "ratio_qa16_over_sequential": vs_sequential,
         "best_pipeline": best,
         "ratio_best_over_offline": vs_offline,

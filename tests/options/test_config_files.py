@@ -17,6 +17,7 @@ from vlmcap.options import (
     ConfigError,
     InputOptions,
     MediaOptions,
+    MonitorOptions,
     OutputOptions,
     ParsedOptions,
     PromptFileOptions,
@@ -78,6 +79,12 @@ CAPTION_SAMPLES: dict[str, Any] = {
     "concurrency": 4,
     "request_timeout": 30.0,
     "retries": 2,
+    "monitor_interval": 30.0,
+    "log_requests": True,
+    "hang_timeout": 120.0,
+    "on_hang": "abort",
+    "metrics_port": 9400,
+    "metrics_host": "0.0.0.0",
 }
 #: Options of which one may be given: they go to separate files.
 SECOND_FILE = {"prompt_file", "server_url_file"}
@@ -94,6 +101,7 @@ def caption_objects(parsed: ParsedOptions) -> list[Any]:
         media,
         parsed.build(ClientOptions),
         parsed.build(PromptFileOptions),
+        parsed.build(MonitorOptions),
     ]
 
 

@@ -23,6 +23,7 @@ from vlmcap.options import (
     ClientOptions,
     InputOptions,
     MediaOptions,
+    MonitorOptions,
     OutputOptions,
     ParsedOptions,
     RunOptions,
@@ -31,6 +32,7 @@ from vlmcap.options.cli import command_line_values, with_options
 from vlmcap.prompts import read_prompt_file
 
 if TYPE_CHECKING:
+    from vlmcap.core.progress import Progress
     from vlmcap.pipeline.backend import Backend
     from vlmcap.plugins.base import VLMPlugin
     from vlmcap.sinks.store import RecordStore
@@ -61,6 +63,7 @@ def caption(**given: Any) -> None:
         output_dir = parsed.build(OutputOptions).output_dir
         run = parsed.build(RunOptions, media=parsed.build(MediaOptions))
         client = parsed.build(ClientOptions)
+        monitor = parsed.build(MonitorOptions)
         if not inputs.paths and inputs.manifest is None:
             raise ConfigError("give media paths or --manifest")
         found = discover(
@@ -81,7 +84,7 @@ def caption(**given: Any) -> None:
         print_dry_run(files, output_dir, config, run)
         raise typer.Exit(0)
 
-    raise typer.Exit(_run(files, config, client, output_dir, run))
+    raise typer.Exit(_run(files, config, client, output_dir, run, monitor))
 
 
 def _run(
@@ -90,6 +93,7 @@ def _run(
     client: ClientOptions,
     output_dir: Path,
     run: RunOptions,
+    monitor: MonitorOptions,
 ) -> int:
     """Caption ``files``; the exit status (``vlmcap.cli.job``: 143 after SIGTERM, 130 after
     SIGINT, both through the same clean-up as an error)."""
@@ -99,7 +103,11 @@ def _run(
         return open_store(output_dir, plugin, config, run)
 
     def work(
-        backend: Backend, plugin: VLMPlugin, store: RecordStore, server_url: str | None
+        backend: Backend,
+        plugin: VLMPlugin,
+        store: RecordStore,
+        server_url: str | None,
+        live: Progress,
     ) -> int:
         with CaptionProgress(len(files)) as progress:
             summary = caption_files(
@@ -113,9 +121,10 @@ def _run(
                 on_row=progress.row,
                 on_file_done=progress.file_done,
                 on_plan=progress.plan,
+                live=live,
             )
         store.close()
         print_summary(summary, progress.shown)  # before the engine's shutdown (seconds)
         return 1 if summary.failed else 0
 
-    return run_job(config, client, open_caption_store, work)
+    return run_job(config, client, open_caption_store, work, monitor)

@@ -6,12 +6,15 @@ exit statuses.
       open_server(config, client)       # None: offline (no --server-url / --server-url-file)
       plugin, store = open_store(...)   # the output folder is locked before the engine starts
       backend: ServerBackend or OfflineBackend(plugin.build_llm(config))
-      work(backend, plugin, store, server_url) -> exit status   (signals raise only in here)
+      work(backend, plugin, store, server_url, live) -> exit status  (signals raise only here)
+                                        # live: the run's Progress, watched by the hang
+                                        # watchdog (vlmcap.monitor.watch) meanwhile
       finally: store closed (rows flushed, lock released), then the engine shut down; a signal
                during this clean-up is only recorded, so it runs to its end
 
 Exit status: ``work``'s; 2 for bad usage or a server that is not usable; 143 after SIGTERM,
-130 after SIGINT (the rows written stay; the same command resumes).
+130 after SIGINT, 124 when the hang watchdog stopped it (``--on-hang abort``); the rows written
+stay, and the same command resumes.
 """
 
 from __future__ import annotations
@@ -25,13 +28,14 @@ from vlmcap.cli.errors import usage_error
 
 if TYPE_CHECKING:
     from vlmcap.config import VLMConfig
-    from vlmcap.options import ClientOptions
+    from vlmcap.core.progress import Progress
+    from vlmcap.options import ClientOptions, MonitorOptions
     from vlmcap.pipeline.backend import Backend
     from vlmcap.plugins.base import VLMPlugin
     from vlmcap.sinks.store import RecordStore
 
-#: ``work(backend, plugin, store, server_url)`` -> exit status.
-Work = Callable[["Backend", "VLMPlugin", "RecordStore", "str | None"], int]
+#: ``work(backend, plugin, store, server_url, live)`` -> exit status.
+Work = Callable[["Backend", "VLMPlugin", "RecordStore", "str | None", "Progress"], int]
 
 
 def run_job(
@@ -39,12 +43,16 @@ def run_job(
     client: ClientOptions,
     open_store: Callable[[VLMPlugin], RecordStore],
     work: Work,
+    monitor: MonitorOptions | None = None,
 ) -> int:
-    """Run ``work`` on the backend ``config``/``client`` name; its exit status."""
+    """Run ``work`` on the backend ``config``/``client`` name, watched as ``monitor`` says;
+    its exit status."""
     from vlmcap.client.connect import ServerError, open_server
+    from vlmcap.monitor.watch import live_progress, watch_job
+    from vlmcap.options import MonitorOptions
     from vlmcap.pipeline.backend import OfflineBackend, ServerBackend
     from vlmcap.plugins.registry import UnknownModelError, get_plugin
-    from vlmcap.runtime import Interrupted, shutdown_llm, stop_on_signals
+    from vlmcap.runtime import Interrupted, abort_stuck_run, shutdown_llm, stop_on_signals
     from vlmcap.sinks.lock import LockedError
 
     store = llm = None
@@ -64,7 +72,11 @@ def run_job(
                 else:
                     llm = plugin.build_llm(config)
                     backend = OfflineBackend(llm, plugin, config)
-                status = work(backend, plugin, store, server.url if server is not None else None)
+                watching = monitor or MonitorOptions()
+                live = live_progress(watching)
+                with watch_job(live, watching, on_abort=abort_stuck_run):
+                    url = server.url if server is not None else None
+                    status = work(backend, plugin, store, url, live)
         except ServerError as exc:
             usage_error(str(exc))
         except Interrupted as exc:

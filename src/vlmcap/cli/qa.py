@@ -19,10 +19,18 @@ from vlmcap.cli.errors import usage_error
 from vlmcap.cli.job import run_job
 from vlmcap.cli.qa_view import print_qa_summary
 from vlmcap.config import ConfigError, VLMConfig
-from vlmcap.options import QA, ClientOptions, OutputOptions, QAOptions, RunOptions
+from vlmcap.options import (
+    QA,
+    ClientOptions,
+    MonitorOptions,
+    OutputOptions,
+    QAOptions,
+    RunOptions,
+)
 from vlmcap.options.cli import command_line_values, with_options
 
 if TYPE_CHECKING:
+    from vlmcap.core.progress import Progress
     from vlmcap.pipeline.backend import Backend
     from vlmcap.plugins.base import VLMPlugin
     from vlmcap.qa.dataset import QuestionSet
@@ -47,6 +55,7 @@ def qa(**given: Any) -> None:
         output_dir = parsed.build(OutputOptions).output_dir
         run = parsed.build(RunOptions)
         client = parsed.build(ClientOptions)
+        monitor = parsed.build(MonitorOptions)
         if options.questions is None:
             raise ConfigError("give the question set with --questions FILE")
         root = options.dataset_root or options.questions.parent
@@ -62,7 +71,10 @@ def qa(**given: Any) -> None:
     meta = {"questions_path": str(options.questions), "dataset_path": str(root)}
     judge = _judge(options, client.retries)
     try:
-        raise typer.Exit(_run(questions, config, client, output_dir, run, options, meta, judge))
+        status = _run(
+            questions, config, client, output_dir, run, options, meta, judge, monitor=monitor
+        )
+        raise typer.Exit(status)
     finally:
         if judge is not None:
             judge.close()
@@ -105,6 +117,8 @@ def _run(
     options: QAOptions,
     meta: dict[str, Any],
     judge: Judge | None,
+    *,
+    monitor: MonitorOptions,
 ) -> int:
     from vlmcap.cli.caption_view import CaptionProgress
     from vlmcap.pipeline.qa import answer_questions, open_qa_store
@@ -113,7 +127,11 @@ def _run(
         return open_qa_store(output_dir, plugin, run, circular=options.circular)
 
     def work(
-        backend: Backend, plugin: VLMPlugin, store: RecordStore, server_url: str | None
+        backend: Backend,
+        plugin: VLMPlugin,
+        store: RecordStore,
+        server_url: str | None,
+        live: Progress,
     ) -> int:
         with CaptionProgress(len(questions), verb="answering", unit="questions") as progress:
             summary = answer_questions(
@@ -130,9 +148,10 @@ def _run(
                 on_row=progress.row,
                 on_plan=progress.plan,
                 on_question_done=progress.file_done,
+                live=live,
             )
         store.close()
         print_qa_summary(summary, output_dir, plugin.variant)
         return 1 if summary.failed else 0
 
-    return run_job(config, client, open_store, work)
+    return run_job(config, client, open_store, work, monitor)

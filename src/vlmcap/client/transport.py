@@ -86,6 +86,10 @@ class ServerTransport:
     def steps(self) -> None:
         return None
 
+    @property
+    def outputs_seen(self) -> None:
+        return None
+
     def submit(self, request: StageRequest) -> None:
         future = asyncio.run_coroutine_threadsafe(self._ask(request), self.loop)
         future.add_done_callback(self._finished.put)

@@ -15,6 +15,7 @@ Flow trace::
         transport.collect(timeout)           # engine: one step; server: replies so far
           lifecycle.settle(record, completion)  -> ok / failed / stage 2 next
         an InflightLost (engine died)        # every record inside fails, then the run stops
+      stats.progress sees every request go in and come out (monitor, watchdog, timing logs)
 
 The same loop runs vLLM's engine in this process and a server's requests, so in-flight
 top-up, failure isolation and statistics mean the same on both.
@@ -31,7 +32,7 @@ from vlmcap.core.lifecycle import Lifecycle
 from vlmcap.core.source import PollingSource
 from vlmcap.core.stats import LoopStats
 from vlmcap.core.transport import InflightLost, Rejected, Transport
-from vlmcap.records import Item, Record
+from vlmcap.records import Item, Record, Status
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ class _Driver:
         self.stage2: deque[Record] = deque()
         self.inside: dict[str, Record] = {}
         self.done: list[Record] = []
+        self.progress = stats.progress
 
     def next_request(self) -> bool:
         """Submit one more request; False when nothing is waiting."""
@@ -115,6 +117,7 @@ class _Driver:
                 continue
             self.lifecycle.queued(record)
             self.inside[request.request_id] = record
+            self.progress.submitted(request.request_id, record.key, request.stage)
             self.stats.requests += 1
             self.stats.mark(len(self.inside))
             return True
@@ -134,6 +137,7 @@ class _Driver:
                 record.fail(lost.reason, now)
             self.done.extend(self.inside.values())
             self.inside.clear()
+            self.progress.lost()
             self.stats.mark(0)
             raise
         now = time.time()
@@ -143,12 +147,14 @@ class _Driver:
                 logger.warning("reply for unknown request %s ignored", reply.request_id)
                 continue
             self.stats.replies += 1
+            self.progress.finished(reply.request_id, reply.completion)
             if self.lifecycle.settle(owner, reply.completion, now):
                 self.stage2.append(owner)
             else:
                 self.done.append(owner)
         self.stats.mark(len(self.inside))
         self.stats.engine_steps = self.transport.steps
+        self.progress.outputs_seen(self.transport.outputs_seen)
 
     @property
     def exhausted(self) -> bool:
@@ -156,6 +162,8 @@ class _Driver:
 
     def take_done(self) -> list[Record]:
         done, self.done = self.done, []
+        for record in done:
+            self.progress.item_done(record.status == Status.OK)
         return done
 
 

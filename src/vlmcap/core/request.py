@@ -127,6 +127,7 @@ class Completion:
     output_tokens: int = 0
     token_ids: tuple[int, ...] = ()
     first_token_at: float | None = None  # wall-clock time of the first output token
+    queue_s: float | None = None  # waiting in the engine before being scheduled, where known
     error: str | None = None
     output: Any = field(default=None, repr=False, compare=False)
 

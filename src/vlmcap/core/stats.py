@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from vlmcap.core.progress import Progress
+
 
 @dataclass
 class LoopStats:
@@ -17,6 +19,7 @@ class LoopStats:
     its item source with nothing inside (decode not keeping up). ``requests`` counts requests
     submitted (stage 1 + stage 2), ``replies`` requests finished; ``engine_steps`` counts
     ``engine.step()`` calls and stays ``None`` on a transport without steps (a server).
+    ``progress`` is the live view other threads read while the run goes on.
     """
 
     started: float = field(default_factory=time.perf_counter)
@@ -28,6 +31,7 @@ class LoopStats:
     engine_steps: int | None = None
     peak_inflight: int = 0
     inflight_s: float = 0.0  # integral of requests inside over time
+    progress: Progress = field(default_factory=Progress, repr=False, compare=False)
     _mark: float | None = field(default=None, repr=False)
     _inside: int = field(default=0, repr=False)
 

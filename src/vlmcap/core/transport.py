@@ -49,6 +49,13 @@ class Transport(Protocol):
         """Engine steps run so far; ``None`` where the transport has no such thing (a server)."""
         ...
 
+    @property
+    def outputs_seen(self) -> int | None:
+        """Partial outputs (new tokens of a request still running) seen so far; ``None`` where
+        only finished requests are reported (a server). The hang watchdog counts a rise as
+        progress."""
+        ...
+
     def submit(self, request: StageRequest) -> None:
         """Start ``request``; raise ``Rejected`` if it cannot be taken."""
         ...

@@ -16,10 +16,10 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 from vlmcap.core.lifecycle import Lifecycle, describe_error
-from vlmcap.core.request import StageRequest
+from vlmcap.core.request import Completion, StageRequest
 from vlmcap.core.stats import LoopStats
 from vlmcap.engine.transport import EngineTransport, completion_of
-from vlmcap.records import Item, Record
+from vlmcap.records import Item, Record, Status
 
 if TYPE_CHECKING:
     from vllm import LLM, RequestOutput
@@ -95,17 +95,23 @@ def iter_fixed_batches(
             now = time.time()
             for request, _ in built:
                 lifecycle.queued(request.record, now)
+                stats.progress.submitted(request.request_id, request.record.key, request.stage)
             stats.mark(len(built))
             outputs = _generate(llm, transport, built)
             stats.mark(0)
             stats.requests += len(built)
             again = []
             for (request, _), output in zip(built, outputs, strict=True):
-                if output is None:
+                if output is None:  # rejected: its record failed in _generate
+                    stats.progress.finished(request.request_id, Completion.failed("rejected"))
                     continue
                 stats.replies += 1
-                if lifecycle.settle(request.record, completion_of(output)):
+                completion = completion_of(output)
+                stats.progress.finished(request.request_id, completion)
+                if lifecycle.settle(request.record, completion):
                     again.append(request.record)
             requests = [lifecycle.second(r) for r in again]
+        for record in records:
+            stats.progress.item_done(record.status == Status.OK)
         yield from records
     stats.stop()

@@ -28,6 +28,8 @@ def completion_of(output: RequestOutput) -> Completion:
     metrics = getattr(output, "metrics", None)
     arrival = getattr(metrics, "arrival_time", 0.0)
     latency = getattr(metrics, "first_token_latency", 0.0)
+    queued = getattr(metrics, "queued_ts", 0.0)
+    scheduled = getattr(metrics, "scheduled_ts", 0.0)
     return Completion(
         text=first.text if first is not None else "",
         finish_reason=first.finish_reason if first is not None else None,
@@ -35,6 +37,7 @@ def completion_of(output: RequestOutput) -> Completion:
         output_tokens=len(first.token_ids or ()) if first is not None else 0,
         token_ids=tuple(first.token_ids or ()) if first is not None else (),
         first_token_at=arrival + latency if arrival and latency else None,
+        queue_s=scheduled - queued if queued and scheduled >= queued else None,
         output=output,
     )
 
@@ -48,6 +51,7 @@ class EngineTransport:
         self._capacity = capacity
         self._processor: Any = None
         self._steps = 0
+        self._outputs_seen = 0
         self._params: dict[Sampling, SamplingParams] = {}
 
     @property
@@ -57,6 +61,10 @@ class EngineTransport:
     @property
     def steps(self) -> int:
         return self._steps
+
+    @property
+    def outputs_seen(self) -> int:
+        return self._outputs_seen
 
     @property
     def processor(self) -> Any:
@@ -90,6 +98,7 @@ class EngineTransport:
         except Exception as exc:
             raise InflightLost(f"engine failed: {describe_error(exc)}") from exc
         self._steps += 1
+        self._outputs_seen += len(outputs)
         return [
             Finished(output.request_id, completion_of(cast("RequestOutput", output)))
             for output in outputs

@@ -29,6 +29,7 @@ from vlmcap.options.commands import (
 )
 from vlmcap.options.files import ConfigFileOptions, load_config_file
 from vlmcap.options.media import MediaOptions
+from vlmcap.options.monitor import MonitorOptions
 from vlmcap.options.network import ClientOptions, ServerOptions
 from vlmcap.options.qa import QAOptions
 from vlmcap.options.run import InputOptions, OutputOptions, RunOptions
@@ -59,6 +60,7 @@ __all__ = [
     "LoopOptions",
     "MediaOptions",
     "ModelOptions",
+    "MonitorOptions",
     "OptionGroup",
     "OptionSpec",
     "OutputOptions",

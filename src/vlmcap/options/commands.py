@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from vlmcap.options.base import ConfigError, OptionGroup, OptionSpec
 from vlmcap.options.files import ConfigFileOptions, load_config_file
 from vlmcap.options.media import MediaOptions
+from vlmcap.options.monitor import MonitorOptions
 from vlmcap.options.network import ClientOptions, ServerOptions
 from vlmcap.options.qa import DEFAULT_QA_MAX_OUTPUT_TOKENS, QAOptions
 from vlmcap.options.run import InputOptions, OutputOptions, RunOptions
@@ -196,6 +197,7 @@ ALL_GROUPS: tuple[type[OptionGroup], ...] = (
     LoopOptions,
     ClientOptions,
     ServerOptions,
+    MonitorOptions,
 )
 
 CAPTION = CommandSpec(
@@ -215,6 +217,7 @@ CAPTION = CommandSpec(
             "engine",
             "loop",
             "client",
+            "monitor",
         ]
     ),
     exclusive=(
@@ -226,7 +229,18 @@ SERVE = CommandSpec("serve", groups_named(["config", "model", "engine", "server"
 QA = CommandSpec(
     "qa",
     groups_named(
-        ["qa", "output", "run", "config", "model", "sampling", "engine", "loop", "client"]
+        [
+            "qa",
+            "output",
+            "run",
+            "config",
+            "model",
+            "sampling",
+            "engine",
+            "loop",
+            "client",
+            "monitor",
+        ]
     ),
     exclusive=(frozenset({"server_url", "server_url_file"}),),
     defaults={"max_output_tokens": DEFAULT_QA_MAX_OUTPUT_TOKENS},

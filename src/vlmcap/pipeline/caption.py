@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vlmcap.core.progress import Progress
 from vlmcap.media.inputs import MediaFile
 from vlmcap.options.run import RunOptions
 from vlmcap.pipeline.backend import Backend
@@ -48,12 +49,14 @@ def caption_files(
     on_row: Callable[[Row], None] | None = None,
     on_file_done: Callable[[str], None] | None = None,
     on_plan: Callable[[int, int], None] | None = None,
+    live: Progress | None = None,
 ) -> RunSummary:
     """Caption ``files`` into ``output_dir``, resuming what an earlier run left.
 
     Callbacks (all on the calling thread): ``on_plan(files_to_do, files_done_before)`` once,
     ``on_row(row)`` per written row, ``on_file_done(key)`` per finished file. ``store``: an
     open store from ``open_store`` (the caller closes it); by default one is opened here.
+    ``live``: the run's live progress, for a watchdog or monitor the caller runs.
     """
     run = run or RunOptions()
     task = CaptionTask(plugin, config, run.media)
@@ -66,6 +69,7 @@ def caption_files(
             active,
             workers=run.workers,
             prefetch=run.prefetch,
+            live=live,
             callbacks=Callbacks(on_plan=on_plan, on_row=on_row, on_unit_done=on_file_done),
         )
     finally:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vlmcap.core.progress import Progress
 from vlmcap.options.run import RunOptions
 from vlmcap.pipeline.backend import Backend
 from vlmcap.pipeline.run import Callbacks, RunSummary, run_task
@@ -81,6 +82,7 @@ def answer_questions(
     on_row: Callable[[Row], None] | None = None,
     on_plan: Callable[[int, int], None] | None = None,
     on_question_done: Callable[[str], None] | None = None,
+    live: Progress | None = None,
 ) -> RunSummary:
     """Answer ``questions`` into ``output_dir``, resuming what an earlier run left, and write
     the results and metrics files (also when the run stops early: they hold what is done).
@@ -100,6 +102,7 @@ def answer_questions(
             active,
             workers=run.workers,
             prefetch=run.prefetch,
+            live=live,
             callbacks=Callbacks(on_plan=on_plan, on_row=on_row, on_unit_done=on_question_done),
         )
     finally:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vlmcap.core.progress import Progress
 from vlmcap.core.stats import LoopStats
 from vlmcap.pipeline.backend import Backend
 from vlmcap.pipeline.feed import ItemFeed
@@ -92,14 +93,18 @@ def run_task(
     workers: int,
     prefetch: int,
     callbacks: Callbacks | None = None,
+    live: Progress | None = None,
 ) -> RunSummary:
     """Run ``task`` over ``units`` through ``backend`` into the open ``store``.
 
     ``task`` follows ``vlmcap.tasks.base.Task`` (with a ``plan(units, state, should_skip)``).
-    ``store`` stays open (the caller closes it, which flushes everything).
+    ``store`` stays open (the caller closes it, which flushes everything). ``live``: the
+    progress the loop updates (others may watch it), a fresh one by default.
     """
     hooks = callbacks or Callbacks()
     summary = RunSummary(inputs=len(units))
+    if live is not None:
+        summary.loop.progress = live
     start = time.time()
     plan = task.plan(units, store.state, store.should_skip)
     summary.inputs_done_before = plan.done_before

@@ -13,12 +13,22 @@ this package costs nothing in the CLI's start-up.
 
 from vlmcap.runtime.engine import before_engine_start, shutdown_llm
 from vlmcap.runtime.guard import ChildGuard, guard_children
-from vlmcap.runtime.signals import Interrupted, StopSignals, stop_on_signals
+from vlmcap.runtime.signals import (
+    HANG_EXIT_STATUS,
+    HangAbort,
+    Interrupted,
+    StopSignals,
+    abort_stuck_run,
+    stop_on_signals,
+)
 
 __all__ = [
+    "HANG_EXIT_STATUS",
     "ChildGuard",
+    "HangAbort",
     "Interrupted",
     "StopSignals",
+    "abort_stuck_run",
     "before_engine_start",
     "guard_children",
     "shutdown_llm",
