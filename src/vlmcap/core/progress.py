@@ -17,6 +17,7 @@ Each finished request is also logged on ``vlmcap.requests`` (DEBUG, or the level
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 import time
@@ -54,6 +55,8 @@ class ProgressView:
     inflight: int
     oldest: tuple[InFlight, ...]  # the oldest requests inside, oldest first
     last_progress: float
+    latency_counts: tuple[int, ...] = ()  # requests per ``LATENCY_BUCKETS_S`` bucket
+    latency_sum_s: float = 0.0
 
     @property
     def stalled_s(self) -> float:
@@ -67,6 +70,8 @@ class ProgressView:
 
 #: Requests ``ProgressView.oldest`` lists by default.
 OLDEST_SHOWN = 5
+#: Upper bounds (seconds) of the request-latency histogram's buckets; the last is open.
+LATENCY_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, float("inf"))
 
 
 class Progress:
@@ -88,6 +93,8 @@ class Progress:
         self._tokens = 0
         self._outputs_seen: int | None = None
         self._last = clock()
+        self._latency_counts = [0] * len(LATENCY_BUCKETS_S)
+        self._latency_sum = 0.0
 
     def submitted(self, request_id: str, key: str, stage: str) -> None:
         entry = InFlight(request_id, key, stage, self._clock(), time.time())
@@ -108,6 +115,10 @@ class Progress:
             self._requests_done += 1
             self._tokens += completion.output_tokens
             self._last = now
+            if entry is not None:
+                latency = now - entry.since
+                self._latency_sum += latency
+                self._latency_counts[bisect.bisect_left(LATENCY_BUCKETS_S, latency)] += 1
         if entry is not None and request_logger.isEnabledFor(self.log_level):
             request_logger.log(self.log_level, "%s", timing_line(entry, completion, now))
 
@@ -144,6 +155,8 @@ class Progress:
                 inflight=len(self._inside),
                 oldest=tuple(inside),
                 last_progress=self._last,
+                latency_counts=tuple(self._latency_counts),
+                latency_sum_s=self._latency_sum,
             )
 
 

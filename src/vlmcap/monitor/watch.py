@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Iterator
 
 from vlmcap.core.progress import Progress
+from vlmcap.monitor.exporter import MetricsEndpoint
 from vlmcap.monitor.watchdog import HangWatchdog
 from vlmcap.options.monitor import MonitorOptions
 
@@ -31,7 +32,8 @@ def watch_job(
     describe: Callable[[], str] | None = None,
     on_abort: Callable[[], None] | None = None,
 ) -> Iterator[HangWatchdog | None]:
-    """Run the hang watchdog (unless ``--hang-timeout 0``) around the block.
+    """Run the hang watchdog (unless ``--hang-timeout 0``) and, with ``--metrics-port``, the
+    job's metrics endpoint around the block.
 
     ``describe``: the health snapshot's text, for the hang report. ``on_abort``: how to stop
     the run with ``--on-hang abort`` (the job runner passes ``abort_stuck_run``).
@@ -43,4 +45,12 @@ def watch_job(
     with contextlib.ExitStack() as stack:
         if watchdog is not None:
             stack.enter_context(watchdog)
+        if options.metrics_port is not None:
+            endpoint = MetricsEndpoint(
+                live,
+                options.metrics_host,
+                options.metrics_port,
+                hangs=lambda: watchdog.fired if watchdog is not None else 0,
+            )
+            stack.callback(endpoint.start().stop)
         yield watchdog
