@@ -46,6 +46,29 @@ ENV_VARS: dict[str, EnvVar] = {
             "1 logs every request's prompt, media shapes, sampling params and output "
             "(debug_request) as it finishes.",
         ),
+        EnvVar(
+            "VLMCAP_MONITOR",
+            "",
+            "1 logs a health snapshot (requests, KV cache, memory, GPUs, progress) on the "
+            "vlmcap.monitor logger every VLMCAP_MONITOR_INTERVAL seconds; when set, it wins "
+            "over ENABLE_VLLM_MONITOR (also to switch it off with 0).",
+        ),
+        EnvVar(
+            "VLMCAP_MONITOR_INTERVAL",
+            "",
+            "Seconds between two health snapshots (30 when neither this nor "
+            "VLLM_MONITOR_INTERVAL is set); does not switch the monitor on by itself.",
+        ),
+        EnvVar(
+            "ENABLE_VLLM_MONITOR",
+            "",
+            "The older name of VLMCAP_MONITOR, read when VLMCAP_MONITOR is unset.",
+        ),
+        EnvVar(
+            "VLLM_MONITOR_INTERVAL",
+            "",
+            "The older name of VLMCAP_MONITOR_INTERVAL, read when that one is unset.",
+        ),
     )
 }
 

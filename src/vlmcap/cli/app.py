@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from vlmcap import __version__
-from vlmcap.cli import caption, models, qa, qa_report, serve
+from vlmcap.cli import caption, doctor, health, models, qa, qa_report, serve
 from vlmcap.debug.logging import setup_logging
 
 app = typer.Typer(
@@ -20,6 +20,9 @@ app.command("caption")(caption.caption)
 app.command("qa")(qa.qa)
 app.command("qa-report")(qa_report.qa_report)
 app.command("serve")(serve.serve)
+app.command("doctor")(doctor.doctor)
+app.command("health")(health.health)
+app.command("top")(health.top)
 
 
 def _version(value: bool) -> None:

@@ -29,6 +29,7 @@ from vlmcap.cli.errors import usage_error
 if TYPE_CHECKING:
     from vlmcap.config import VLMConfig
     from vlmcap.core.progress import Progress
+    from vlmcap.monitor.source import SnapshotSource
     from vlmcap.options import ClientOptions, MonitorOptions
     from vlmcap.pipeline.backend import Backend
     from vlmcap.plugins.base import VLMPlugin
@@ -74,7 +75,8 @@ def run_job(
                     backend = OfflineBackend(llm, plugin, config)
                 watching = monitor or MonitorOptions()
                 live = live_progress(watching)
-                with watch_job(live, watching, on_abort=abort_stuck_run):
+                source = snapshot_source(backend, live)
+                with watch_job(live, watching, source=source, on_abort=abort_stuck_run):
                     url = server.url if server is not None else None
                     status = work(backend, plugin, store, url, live)
         except ServerError as exc:
@@ -91,3 +93,16 @@ def run_job(
                 if llm is not None:
                     shutdown_llm(llm)
     return signals.exit_status(status)
+
+
+def snapshot_source(backend: Backend, live: Progress) -> SnapshotSource:
+    """Where the job's health snapshots come from: the engine here, or the server."""
+    from vlmcap.monitor import EngineSource, ServerSource
+    from vlmcap.pipeline.backend import OfflineBackend, ServerBackend
+
+    if isinstance(backend, OfflineBackend):
+        return EngineSource(backend.llm, live)
+    if isinstance(backend, ServerBackend):
+        settings = backend.settings
+        return ServerSource(settings.url, api_key=settings.resolved_api_key, progress=live)
+    raise TypeError(f"no health snapshots for a {type(backend).__name__}")

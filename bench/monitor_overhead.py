@@ -1,0 +1,186 @@
+"""What watching a job costs: the engine loop with every monitoring feature on vs all off.
+
+    python bench/monitor_overhead.py [--items 192] [--repeats 5] [--quick]
+
+One process, one ``vllm.LLM`` (the random-weight tiny model, prefix and multimodal caches off),
+the in-flight loop (``iter_records``) over small images with fresh pixels in every run:
+
+    off   no watchdog, no monitor, request timing lines disabled (DEBUG, not emitted)
+    on    background monitor every 1 s (engine snapshot logged), ``[REQUEST ...]`` lines at
+          INFO into a log file, the job's metrics endpoint scraped every second by a thread,
+          the hang watchdog at its default timeout
+
+Alternating order (a warm-up each, then the order changes every repeat). Target: ``on`` at
+most 2 % slower (ratio of median items/s >= 0.98). Result: ``bench/results/monitor_overhead.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import random
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from common import machine_info, ratio, run_alternating, summarize, write_result
+
+logger = logging.getLogger("bench.monitor_overhead")
+
+#: Seconds between two snapshots of the monitor and two scrapes of the metrics endpoint.
+WATCH_INTERVAL_S = 1.0
+TARGET_RATIO = 0.98
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--items", type=int, default=None, help="images per run [192; 48 quick]")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats [5; 1 quick]")
+    p.add_argument("--quick", action="store_true", help="a small smoke run")
+    p.add_argument("--out", default=None, help="result file [bench/results/monitor_overhead.json]")
+    return p.parse_args(argv)
+
+
+def make_items(n: int, rng: random.Random) -> list[Any]:
+    from PIL import Image
+
+    from vlmcap.records import Item
+
+    sides = (56, 84, 112)
+    return [
+        Item(
+            f"img{i}",
+            Image.new("RGB", (rng.choice(sides),) * 2, tuple(rng.randrange(256) for _ in "rgb")),
+        )
+        for i in range(n)
+    ]
+
+
+@contextlib.contextmanager
+def watching(llm: Any, live: Any, log_file: Path) -> Iterator[None]:
+    """Every monitoring feature on, around one run."""
+    from vlmcap.monitor.background import BackgroundMonitor
+    from vlmcap.monitor.engine_source import EngineSource
+    from vlmcap.monitor.exporter import MetricsEndpoint
+    from vlmcap.monitor.watchdog import HangWatchdog
+    from vlmcap.options.monitor import DEFAULT_HANG_TIMEOUT_S
+
+    handler = logging.FileHandler(log_file)
+    handler.setLevel(logging.INFO)
+    watched = [logging.getLogger("vlmcap.requests"), logging.getLogger("vlmcap.monitor")]
+    for log in watched:
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    endpoint = MetricsEndpoint(live, "127.0.0.1", 0).start()
+    monitor = BackgroundMonitor(EngineSource(llm, live), WATCH_INTERVAL_S)
+    stop = threading.Event()
+    scrapes = {"n": 0}
+
+    def scrape() -> None:
+        while not stop.wait(WATCH_INTERVAL_S):
+            httpx.get(endpoint.url, timeout=10).raise_for_status()
+            scrapes["n"] += 1
+
+    scraper = threading.Thread(target=scrape, daemon=True)
+    try:
+        with HangWatchdog(live, DEFAULT_HANG_TIMEOUT_S):
+            monitor.start()
+            scraper.start()
+            yield
+    finally:
+        stop.set()
+        scraper.join()
+        monitor.stop()
+        endpoint.stop()
+        for log in watched:
+            log.removeHandler(handler)
+        handler.close()
+        logger.info("  (%d scrapes, %d snapshots)", scrapes["n"], monitor.snapshots)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    n = args.items or (48 if args.quick else 192)
+    repeats = args.repeats or (1 if args.quick else 5)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("vlmcap").propagate = False  # the request lines go to the file only
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+
+    from vlmcap.config import VLMConfig
+    from vlmcap.core.progress import Progress
+    from vlmcap.core.stats import LoopStats
+    from vlmcap.engine import iter_records, load_engine
+    from vlmcap.runtime import shutdown_llm
+    from vlmcap.tiny.model import ensure_tiny_model
+
+    config = VLMConfig(
+        model="tiny-qwen2.5-vl",
+        model_path=str(ensure_tiny_model()),
+        max_output_tokens=16,
+        mm_cache=False,
+        prefix_caching=False,
+        max_model_len=2048,
+        enforce_eager=True,
+    )
+    work = Path(tempfile.mkdtemp(prefix="vlmcap-bench-monitor-"))
+    rng = random.Random(7)
+    plugin, llm = load_engine(config)
+    try:
+
+        def contender(on: bool) -> Callable[[], dict[str, Any]]:
+            def go() -> dict[str, Any]:
+                items = make_items(n, rng)  # fresh pixels: nothing cached from another run
+                stats = LoopStats(
+                    progress=Progress(log_level=logging.INFO if on else logging.DEBUG)
+                )
+                log = work / "on.log"
+                with watching(llm, stats.progress, log) if on else contextlib.nullcontext():
+                    records = list(iter_records(items, llm, plugin, config, stats))
+                return {"items": len(records), "ok": sum(r.status == "ok" for r in records)}
+
+            return go
+
+        samples = run_alternating(
+            {"off": contender(False), "on": contender(True)}, repeats, pause_s=1.0, on_sample=show
+        )
+    finally:
+        shutdown_llm(llm)
+    rate = {name: [s.value["items"] / s.seconds for s in ss] for name, ss in samples.items()}
+    overhead = ratio(rate["on"], rate["off"])
+    lines = [
+        *(f"{name:>4}: {summarize(r)['median']:.2f} items/s (min {min(r):.2f}, max {max(r):.2f})"
+          for name, r in rate.items()),
+        f"on / off: {overhead['ratio_of_medians']:.3f} (target >= {TARGET_RATIO})",
+    ]  # fmt: skip
+    result = {
+        "name": "monitor_overhead",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine_info(),
+        "workload": {"items": n, "images": "56-112 px squares, fresh colours per run"},
+        "config": config.model_dump(),
+        "repeats": repeats,
+        "watch_interval_s": WATCH_INTERVAL_S,
+        "items_per_s": {name: summarize(r) for name, r in rate.items()},
+        "ratio_on_over_off": overhead,
+        "target": f"on / off >= {TARGET_RATIO}",
+        "summary": lines,
+    }
+    path = write_result("monitor_overhead", result, args.out)
+    logger.info("%s", "\n".join([*lines, f"wrote {path}"]))
+
+
+def show(name: str, sample: Any) -> None:
+    tag = "warm-up" if sample.repeat < 0 else f"repeat {sample.repeat}"
+    rate = sample.value["items"] / sample.seconds
+    logger.info("%-8s %-4s %6.2f s %7.1f items/s", tag, name, sample.seconds, rate)
+
+
+if __name__ == "__main__":
+    main()
