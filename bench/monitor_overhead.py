@@ -1,6 +1,6 @@
 """What watching a job costs: the engine loop with every monitoring feature on vs all off.
 
-    python bench/monitor_overhead.py [--items 192] [--repeats 5] [--quick]
+    python bench/monitor_overhead.py [--items 2000] [--repeats 3] [--quick]
 
 One process, one ``vllm.LLM`` (the random-weight tiny model, prefix and multimodal caches off),
 the in-flight loop (``iter_records``) over small images with fresh pixels in every run:
@@ -41,8 +41,8 @@ TARGET_RATIO = 0.98
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--items", type=int, default=None, help="images per run [192; 48 quick]")
-    p.add_argument("--repeats", type=int, default=None, help="timed repeats [5; 1 quick]")
+    p.add_argument("--items", type=int, default=None, help="images per run [2000; 200 quick]")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats [3; 1 quick]")
     p.add_argument("--quick", action="store_true", help="a small smoke run")
     p.add_argument("--out", default=None, help="result file [bench/results/monitor_overhead.json]")
     return p.parse_args(argv)
@@ -107,10 +107,11 @@ def watching(llm: Any, live: Any, log_file: Path) -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    n = args.items or (48 if args.quick else 192)
-    repeats = args.repeats or (1 if args.quick else 5)
+    n = args.items or (200 if args.quick else 2000)
+    repeats = args.repeats or (1 if args.quick else 3)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("vlmcap").propagate = False  # the request lines go to the file only
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not one line per scrape
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
     from vlmcap.config import VLMConfig
