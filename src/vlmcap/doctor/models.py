@@ -149,11 +149,9 @@ def plugin_target(variant: str) -> Target:
 
     cls = get_plugin_class(variant)
     if cls.model_path is TinyRandomQwen25VLPlugin.model_path:  # the random build, made on use
-        from vlmcap.tiny.model import TinySpec
+        from vlmcap.tiny.model import tiny_model_dir
 
-        # the folder ``vlmcap.tiny.model.ensure_tiny_model`` builds into, named the same way
-        folder = envs.cache_dir() / "models" / f"tiny-qwen2.5-vl-{TinySpec().digest()}"
-        return Target(str(folder), built_on_first_use=True)
+        return Target(str(tiny_model_dir()), built_on_first_use=True)
     return Target(cls(None).model_path)
 
 

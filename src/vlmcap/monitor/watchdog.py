@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import faulthandler
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from pathlib import Path
 from types import TracebackType
 
 from vlmcap.core.progress import Progress, ProgressView
+from vlmcap.monitor.process import engine_processes
 
 logger = logging.getLogger(__name__)
 
@@ -43,23 +43,6 @@ CHECKS_PER_TIMEOUT = 4
 MAX_CHECK_S = 5.0
 #: Seconds allowed for ``py-spy dump`` of one engine process.
 PY_SPY_TIMEOUT_S = 20.0
-#: Name prefixes of vLLM's engine processes (``setproctitle``).
-ENGINE_PROCESS_PREFIXES = ("VLLM::", "EngineCore")
-
-
-def engine_processes() -> list[tuple[int, str]]:
-    """(pid, name) of vLLM's engine processes below this one."""
-    import psutil
-
-    found = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            name = child.name()
-        except psutil.Error:
-            continue
-        if name.startswith(ENGINE_PROCESS_PREFIXES):
-            found.append((child.pid, name))
-    return found
 
 
 def py_spy() -> str | None:
@@ -186,8 +169,11 @@ class HangWatchdog:
         ]
         lines += ["threads of this process:", _indent(thread_stacks())]
         if self.engine_stacks:
-            engines = [p for p in engine_processes() if p[0] != os.getpid()]
+            engines = engine_processes()
             lines.append("engine processes:" if engines else "engine processes: none here")
-            for pid, name in engines:
-                lines += [f"  {name} (pid {pid}):", _indent(_indent(process_stacks(pid)))]
+            for proc in engines:
+                lines += [
+                    f"  {proc.name} (pid {proc.pid}):",
+                    _indent(_indent(process_stacks(proc.pid))),
+                ]
         return "\n".join(lines)

@@ -333,11 +333,17 @@ def build_model_folder(out_dir: Path, spec: TinySpec | None = None) -> Path:
     return out_dir
 
 
+def tiny_model_dir(cache_dir: Path | None = None, spec: TinySpec | None = None) -> Path:
+    """Where ``ensure_tiny_model`` keeps the folder of ``spec`` (whether built yet or not)."""
+    spec = spec or TinySpec()
+    return (cache_dir or envs.cache_dir()) / "models" / f"tiny-qwen2.5-vl-{spec.digest()}"
+
+
 def ensure_tiny_model(cache_dir: Path | None = None, spec: TinySpec | None = None) -> Path:
     """The tiny model folder in the cache, built on first use (atomically: build, then rename)."""
+    final = tiny_model_dir(cache_dir, spec)
+    root = final.parent
     spec = spec or TinySpec()
-    root = (cache_dir or envs.cache_dir()) / "models"
-    final = root / f"tiny-qwen2.5-vl-{spec.digest()}"
     if (final / "vlmcap_tiny.json").is_file():
         return final
     root.mkdir(parents=True, exist_ok=True)
