@@ -1,6 +1,6 @@
 """What watching a job costs: the engine loop with every monitoring feature on vs all off.
 
-    python bench/monitor_overhead.py [--items 2000] [--repeats 3] [--quick]
+    python bench/monitor_overhead.py [--items 2000] [--repeats 3] [--split] [--quick]
 
 One process, one ``vllm.LLM`` (the random-weight tiny model, prefix and multimodal caches off),
 the in-flight loop (``iter_records``) over small images with fresh pixels in every run:
@@ -10,8 +10,10 @@ the in-flight loop (``iter_records``) over small images with fresh pixels in eve
           INFO into a log file, the job's metrics endpoint scraped every second by a thread,
           the hang watchdog at its default timeout
 
-Alternating order (a warm-up each, then the order changes every repeat). Target: ``on`` at
-most 2 % slower (ratio of median items/s >= 0.98). Result: ``bench/results/monitor_overhead.json``.
+``--split`` adds one contender per feature alone (``monitor``, ``logs``, ``metrics``,
+``watchdog``), to see which one costs what. Alternating order (a warm-up each, then the order
+changes every repeat). Target: ``on`` at most 2 % slower (ratio of median items/s >= 0.98).
+Result: ``bench/results/monitor_overhead.json``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--items", type=int, default=None, help="images per run [2000; 200 quick]")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats [3; 1 quick]")
     p.add_argument("--quick", action="store_true", help="a small smoke run")
+    p.add_argument("--split", action="store_true", help="also time each feature alone")
     p.add_argument("--out", default=None, help="result file [bench/results/monitor_overhead.json]")
     return p.parse_args(argv)
 
@@ -63,9 +66,13 @@ def make_items(n: int, rng: random.Random) -> list[Any]:
     ]
 
 
+#: What ``on`` turns on; ``--split`` also times each alone.
+FEATURES = ("monitor", "logs", "metrics", "watchdog")
+
+
 @contextlib.contextmanager
-def watching(llm: Any, live: Any, log_file: Path) -> Iterator[None]:
-    """Every monitoring feature on, around one run."""
+def watching(llm: Any, live: Any, log_file: Path, features: frozenset[str]) -> Iterator[None]:
+    """The monitoring ``features`` on, around one run."""
     from vlmcap.monitor.background import BackgroundMonitor
     from vlmcap.monitor.engine_source import EngineSource
     from vlmcap.monitor.exporter import MetricsEndpoint
@@ -78,31 +85,32 @@ def watching(llm: Any, live: Any, log_file: Path) -> Iterator[None]:
     for log in watched:
         log.addHandler(handler)
         log.setLevel(logging.INFO)
-    endpoint = MetricsEndpoint(live, "127.0.0.1", 0).start()
-    monitor = BackgroundMonitor(EngineSource(llm, live), WATCH_INTERVAL_S)
     stop = threading.Event()
     scrapes = {"n": 0}
-
-    def scrape() -> None:
-        while not stop.wait(WATCH_INTERVAL_S):
-            httpx.get(endpoint.url, timeout=10).raise_for_status()
-            scrapes["n"] += 1
-
-    scraper = threading.Thread(target=scrape, daemon=True)
-    try:
-        with HangWatchdog(live, DEFAULT_HANG_TIMEOUT_S):
-            monitor.start()
-            scraper.start()
-            yield
-    finally:
-        stop.set()
-        scraper.join()
-        monitor.stop()
-        endpoint.stop()
+    with contextlib.ExitStack() as stack:
+        stack.callback(handler.close)
         for log in watched:
-            log.removeHandler(handler)
-        handler.close()
-        logger.info("  (%d scrapes, %d snapshots)", scrapes["n"], monitor.snapshots)
+            stack.callback(log.removeHandler, handler)
+        if "metrics" in features:
+            endpoint = MetricsEndpoint(live, "127.0.0.1", 0).start()
+            stack.callback(endpoint.stop)
+
+            def scrape() -> None:
+                while not stop.wait(WATCH_INTERVAL_S):
+                    httpx.get(endpoint.url, timeout=10).raise_for_status()
+                    scrapes["n"] += 1
+
+            scraper = threading.Thread(target=scrape, daemon=True)
+            scraper.start()
+            stack.callback(scraper.join)
+            stack.callback(stop.set)
+        if "monitor" in features:
+            monitor = BackgroundMonitor(EngineSource(llm, live), WATCH_INTERVAL_S)
+            monitor.start()
+            stack.callback(monitor.stop)
+        if "watchdog" in features:
+            stack.enter_context(HangWatchdog(live, DEFAULT_HANG_TIMEOUT_S))
+        yield
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -135,30 +143,31 @@ def main(argv: list[str] | None = None) -> None:
     plugin, llm = load_engine(config)
     try:
 
-        def contender(on: bool) -> Callable[[], dict[str, Any]]:
+        def contender(features: frozenset[str]) -> Callable[[], dict[str, Any]]:
             def go() -> dict[str, Any]:
                 items = make_items(n, rng)  # fresh pixels: nothing cached from another run
-                stats = LoopStats(
-                    progress=Progress(log_level=logging.INFO if on else logging.DEBUG)
-                )
-                log = work / "on.log"
-                with watching(llm, stats.progress, log) if on else contextlib.nullcontext():
+                level = logging.INFO if "logs" in features else logging.DEBUG
+                stats = LoopStats(progress=Progress(log_level=level))
+                with watching(llm, stats.progress, work / "on.log", features):
                     records = list(iter_records(items, llm, plugin, config, stats))
                 return {"items": len(records), "ok": sum(r.status == "ok" for r in records)}
 
             return go
 
-        samples = run_alternating(
-            {"off": contender(False), "on": contender(True)}, repeats, pause_s=1.0, on_sample=show
-        )
+        runs = {"off": contender(frozenset()), "on": contender(frozenset(FEATURES))}
+        if args.split:
+            runs.update({name: contender(frozenset({name})) for name in FEATURES})
+        samples = run_alternating(runs, repeats, pause_s=1.0, on_sample=show)
     finally:
         shutdown_llm(llm)
     rate = {name: [s.value["items"] / s.seconds for s in ss] for name, ss in samples.items()}
     overhead = ratio(rate["on"], rate["off"])
+    alone = {name: ratio(rate[name], rate["off"]) for name in FEATURES if name in rate}
     lines = [
         *(f"{name:>4}: {summarize(r)['median']:.2f} items/s (min {min(r):.2f}, max {max(r):.2f})"
           for name, r in rate.items()),
         f"on / off: {overhead['ratio_of_medians']:.3f} (target >= {TARGET_RATIO})",
+        *(f"{name} alone / off: {r['ratio_of_medians']:.3f}" for name, r in alone.items()),
     ]  # fmt: skip
     result = {
         "name": "monitor_overhead",
@@ -170,6 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         "watch_interval_s": WATCH_INTERVAL_S,
         "items_per_s": {name: summarize(r) for name, r in rate.items()},
         "ratio_on_over_off": overhead,
+        "ratio_alone_over_off": alone,
         "target": f"on / off >= {TARGET_RATIO}",
         "summary": lines,
     }
