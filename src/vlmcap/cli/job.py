@@ -49,6 +49,7 @@ def run_job(
     """Run ``work`` on the backend ``config``/``client`` name, watched as ``monitor`` says;
     its exit status."""
     from vlmcap.client.connect import ServerError, open_server
+    from vlmcap.monitor.startup import StartupWatch
     from vlmcap.monitor.watch import live_progress, watch_job
     from vlmcap.options import MonitorOptions
     from vlmcap.pipeline.backend import OfflineBackend, ServerBackend
@@ -71,7 +72,8 @@ def run_job(
                 if server is not None:
                     backend = ServerBackend(server, plugin, config)
                 else:
-                    llm = plugin.build_llm(config)
+                    with StartupWatch(f"loading {plugin.variant}"):
+                        llm = plugin.build_llm(config)
                     backend = OfflineBackend(llm, plugin, config)
                 watching = monitor or MonitorOptions()
                 live = live_progress(watching)
