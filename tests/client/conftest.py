@@ -55,6 +55,7 @@ class LiveServer:
 
     model_path: Path
     port: int
+    snapshot_port: int
     url_file: Path
     log_path: Path
     env: dict[str, str]
@@ -84,6 +85,8 @@ class LiveServer:
             API_KEY,
             "--url-file",
             str(self.url_file),
+            "--snapshot-port",
+            str(self.snapshot_port),
             "--startup-timeout",
             str(int(START_TIMEOUT_S)),
         ]
@@ -144,6 +147,7 @@ def running_server(model_path: Path, cache_dir: Path, root: Path) -> Iterator[Li
     server = LiveServer(
         model_path=model_path,
         port=free_port(),
+        snapshot_port=free_port(),
         url_file=root / "server.url",
         log_path=root / "serve.log",
         env=client_env(cache_dir),

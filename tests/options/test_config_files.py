@@ -151,6 +151,7 @@ def test_every_serve_option_in_a_file_reaches_its_object(tmp_path):
         "port": 8123,
         "url_file": "run/server.url",
         "startup_timeout": 60.0,
+        "snapshot_port": 8124,
         "print_command": True,
         "extra_args": ["--max-num-seqs", "8"],
     }

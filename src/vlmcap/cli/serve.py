@@ -27,6 +27,7 @@ from vlmcap.options import SERVE, ServerOptions
 from vlmcap.options.cli import command_line_values, with_options
 
 if TYPE_CHECKING:
+    from vlmcap.monitor.snapshot_server import SnapshotServer
     from vlmcap.server.command import ServeOptions
     from vlmcap.server.process import ServerProcess
 
@@ -95,6 +96,17 @@ def serve(**given: Any) -> None:
     raise typer.Exit(_run(ServerProcess(command, server_env(opts)), opts, plugin.variant))
 
 
+def _snapshot_server(opts: ServeOptions, port: int) -> SnapshotServer:
+    """Health snapshots of the running server on ``--snapshot-port``, bound like it."""
+    from vlmcap.monitor import ServerSource
+    from vlmcap.monitor.snapshot_server import SnapshotServer
+
+    source = ServerSource(opts.local_url, api_key=opts.api_key)
+    snapshots = SnapshotServer(source, opts.host, port).start()
+    err.print(f"health snapshots on {escape(snapshots.url)} (and /snapshot.txt)")
+    return snapshots
+
+
 def _run(server: ServerProcess, opts: ServeOptions, model: str) -> int:
     """Start ``server``, announce it, wait for a signal or its death; the exit status."""
     from vlmcap.runtime import guard_children
@@ -104,6 +116,7 @@ def _run(server: ServerProcess, opts: ServeOptions, model: str) -> int:
     stopper = _Stopper()
     previous = {s: signal.signal(s, stopper) for s in (signal.SIGINT, signal.SIGTERM)}
     written = False
+    snapshots = None
     try:
         err.print(f"starting the vLLM server for {escape(model)} on {escape(opts.local_url)}...")
         guard_children()  # even a SIGKILL of this process takes the server's engine with it
@@ -120,6 +133,8 @@ def _run(server: ServerProcess, opts: ServeOptions, model: str) -> int:
             server.stop(10)
             err.print(f"[red]error:[/red] {escape(str(exc))}")
             return 1
+        if opts.snapshot_port is not None:
+            snapshots = _snapshot_server(opts, opts.snapshot_port)
         if opts.url_file is not None:
             write_url_file(opts.url_file, opts.url)
             written = True
@@ -146,6 +161,8 @@ def _run(server: ServerProcess, opts: ServeOptions, model: str) -> int:
         )
         return 1
     finally:
+        if snapshots is not None:
+            snapshots.stop()
         if written and opts.url_file is not None:
             remove_url_file(opts.url_file, opts.url)
         for sig, handler in previous.items():

@@ -76,6 +76,12 @@ class ServerOptions(OptionGroup):
         default=None,
         description="Once ready, write the URL clients can reach here; removed on shutdown.",
     )
+    snapshot_port: Annotated[int | None, flag(metavar="PORT")] = Field(
+        default=None,
+        ge=MIN_PORT,
+        le=MAX_PORT,
+        description="Serve health snapshots here: /snapshot (JSON), /snapshot.txt.",
+    )
     startup_timeout: Annotated[float, flag(metavar="S")] = Field(
         default=DEFAULT_STARTUP_TIMEOUT_S,
         gt=0,

@@ -69,6 +69,7 @@ class ServeOptions:
     extra_args: tuple[str, ...] = ()
     startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S
     stop_timeout_s: float = STOP_TIMEOUT_S
+    snapshot_port: int | None = None  # health snapshots on a side port (vlmcap.monitor)
 
     def __post_init__(self) -> None:
         if not MIN_PORT <= self.port <= MAX_PORT:
@@ -86,6 +87,7 @@ class ServeOptions:
             url_file=options.url_file,
             extra_args=tuple(options.extra_args),
             startup_timeout_s=options.startup_timeout,
+            snapshot_port=options.snapshot_port,
         )
 
     @property
