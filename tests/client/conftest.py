@@ -24,6 +24,8 @@ from vlmcap.server.process import health_ok
 API_KEY = "test-key-4f1c"
 MODEL = "tiny-qwen2.5-vl"
 START_TIMEOUT_S = 300.0
+#: ``vlmcap serve --monitor-interval``: the session server logs its health this often.
+MONITOR_INTERVAL_S = 5.0
 
 
 def free_port() -> int:
@@ -89,6 +91,8 @@ class LiveServer:
             str(self.snapshot_port),
             "--startup-timeout",
             str(int(START_TIMEOUT_S)),
+            "--monitor-interval",
+            str(MONITOR_INTERVAL_S),
         ]
 
     def start(self) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
+
+from tests.client.conftest import MONITOR_INTERVAL_S
 
 
 def test_snapshot_port_serves_json_and_text(server):
@@ -16,3 +20,16 @@ def test_snapshot_port_serves_json_and_text(server):
     assert text.headers["content-type"].startswith("text/plain")
     assert "requests" in text.text and "KV cache" in text.text
     assert httpx.get(base + "/elsewhere", timeout=30).status_code == 404
+
+
+def test_monitor_interval_logs_the_servers_health(server):
+    """``vlmcap serve --monitor-interval``: snapshots of the real server keep coming in its log."""
+    marker = "vlmcap.monitor:"
+    before = server.log_tail(10**9).count(marker)
+    deadline = time.monotonic() + 4 * MONITOR_INTERVAL_S
+    while server.log_tail(10**9).count(marker) < before + 2:
+        assert time.monotonic() < deadline, server.log_tail()
+        time.sleep(0.5)
+    log = server.log_tail(10**9)
+    last = log[log.rindex(marker) :]
+    assert "requests" in last and "KV cache" in last

@@ -15,6 +15,7 @@ from vlmcap.options import (
     SERVE,
     ClientOptions,
     ConfigError,
+    HealthLogOptions,
     InputOptions,
     MediaOptions,
     MonitorOptions,
@@ -102,6 +103,7 @@ def caption_objects(parsed: ParsedOptions) -> list[Any]:
         parsed.build(ClientOptions),
         parsed.build(PromptFileOptions),
         parsed.build(MonitorOptions),
+        parsed.build(HealthLogOptions),
     ]
 
 
@@ -157,9 +159,9 @@ def test_every_serve_option_in_a_file_reaches_its_object(tmp_path):
     }
     assert set(samples) == set(SERVE.file_keys())
     parsed = SERVE.resolve({"config_file": write(tmp_path / "serve.yaml", samples)})
-    config, server = parsed.build(VLMConfig), parsed.build(ServerOptions)
+    objects = [parsed.build(VLMConfig), parsed.build(ServerOptions), parsed.build(HealthLogOptions)]
     for key, value in samples.items():
-        obj = server if key in ServerOptions.model_fields else config
+        (obj,) = [o for o in objects if key in type(o).model_fields]
         assert plain(getattr(obj, key)) == value, key
 
 

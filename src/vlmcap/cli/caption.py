@@ -21,6 +21,7 @@ from vlmcap.media.manifest import ManifestError
 from vlmcap.options import (
     CAPTION,
     ClientOptions,
+    HealthLogOptions,
     InputOptions,
     MediaOptions,
     MonitorOptions,
@@ -63,7 +64,7 @@ def caption(**given: Any) -> None:
         output_dir = parsed.build(OutputOptions).output_dir
         run = parsed.build(RunOptions, media=parsed.build(MediaOptions))
         client = parsed.build(ClientOptions)
-        monitor = parsed.build(MonitorOptions)
+        monitor = parsed.build(MonitorOptions, health=parsed.build(HealthLogOptions))
         if not inputs.paths and inputs.manifest is None:
             raise ConfigError("give media paths or --manifest")
         found = discover(

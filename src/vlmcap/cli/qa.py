@@ -22,6 +22,7 @@ from vlmcap.config import ConfigError, VLMConfig
 from vlmcap.options import (
     QA,
     ClientOptions,
+    HealthLogOptions,
     MonitorOptions,
     OutputOptions,
     QAOptions,
@@ -55,7 +56,7 @@ def qa(**given: Any) -> None:
         output_dir = parsed.build(OutputOptions).output_dir
         run = parsed.build(RunOptions)
         client = parsed.build(ClientOptions)
-        monitor = parsed.build(MonitorOptions)
+        monitor = parsed.build(MonitorOptions, health=parsed.build(HealthLogOptions))
         if options.questions is None:
             raise ConfigError("give the question set with --questions FILE")
         root = options.dataset_root or options.questions.parent

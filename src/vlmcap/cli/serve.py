@@ -23,10 +23,11 @@ from rich.console import Console
 from rich.markup import escape
 
 from vlmcap.cli.errors import usage_error
-from vlmcap.options import SERVE, ServerOptions
+from vlmcap.options import SERVE, HealthLogOptions, ServerOptions
 from vlmcap.options.cli import command_line_values, with_options
 
 if TYPE_CHECKING:
+    from vlmcap.monitor.background import BackgroundMonitor
     from vlmcap.monitor.snapshot_server import SnapshotServer
     from vlmcap.server.command import ServeOptions
     from vlmcap.server.process import ServerProcess
@@ -76,6 +77,7 @@ def serve(**given: Any) -> None:
         config = parsed.build(VLMConfig)
         server_options = parsed.build(ServerOptions)
         print_command = server_options.print_command
+        interval = parsed.build(HealthLogOptions).monitor_interval
         plugin = get_plugin(config.model, config.model_path)
         opts = ServeOptions.from_options(server_options)
         problem = None if print_command else port_problem(opts.host, opts.port)
@@ -93,7 +95,8 @@ def serve(**given: Any) -> None:
             "anyone who can reach this port can use the server; pass --api-key (clients: "
             "--api-key or $OPENAI_API_KEY)"
         )
-    raise typer.Exit(_run(ServerProcess(command, server_env(opts)), opts, plugin.variant))
+    server = ServerProcess(command, server_env(opts))
+    raise typer.Exit(_run(server, opts, plugin.variant, interval))
 
 
 def _snapshot_server(opts: ServeOptions, port: int) -> SnapshotServer:
@@ -107,8 +110,24 @@ def _snapshot_server(opts: ServeOptions, port: int) -> SnapshotServer:
     return snapshots
 
 
-def _run(server: ServerProcess, opts: ServeOptions, model: str) -> int:
-    """Start ``server``, announce it, wait for a signal or its death; the exit status."""
+def _background_monitor(opts: ServeOptions, interval: float | None) -> BackgroundMonitor | None:
+    """The server's health in this process's log every ``interval`` seconds (or as the
+    environment says: ``VLMCAP_MONITOR=1``...); None when off."""
+    from vlmcap.monitor import ServerSource
+    from vlmcap.monitor.background import BackgroundMonitor, monitor_from_env
+
+    every = interval or monitor_from_env()
+    if every is None:
+        return None
+    monitor = BackgroundMonitor(ServerSource(opts.local_url, api_key=opts.api_key), every)
+    monitor.start()
+    return monitor
+
+
+def _run(server: ServerProcess, opts: ServeOptions, model: str, interval: float | None) -> int:
+    """Start ``server``, announce it, wait for a signal or its death; the exit status.
+
+    ``interval``: ``--monitor-interval`` (health snapshots logged while it serves)."""
     from vlmcap.runtime import guard_children
     from vlmcap.server.command import ServerStartError
     from vlmcap.server.url_file import remove_url_file, write_url_file
@@ -116,7 +135,7 @@ def _run(server: ServerProcess, opts: ServeOptions, model: str) -> int:
     stopper = _Stopper()
     previous = {s: signal.signal(s, stopper) for s in (signal.SIGINT, signal.SIGTERM)}
     written = False
-    snapshots = None
+    snapshots = monitor = None
     try:
         err.print(f"starting the vLLM server for {escape(model)} on {escape(opts.local_url)}...")
         guard_children()  # even a SIGKILL of this process takes the server's engine with it
@@ -135,6 +154,7 @@ def _run(server: ServerProcess, opts: ServeOptions, model: str) -> int:
             return 1
         if opts.snapshot_port is not None:
             snapshots = _snapshot_server(opts, opts.snapshot_port)
+        monitor = _background_monitor(opts, interval)
         if opts.url_file is not None:
             write_url_file(opts.url_file, opts.url)
             written = True
@@ -161,6 +181,8 @@ def _run(server: ServerProcess, opts: ServeOptions, model: str) -> int:
         )
         return 1
     finally:
+        if monitor is not None:
+            monitor.stop()
         if snapshots is not None:
             snapshots.stop()
         if written and opts.url_file is not None:

@@ -51,7 +51,7 @@ def watch_job(
     if options.hang_timeout > 0:
         abort = on_abort if options.on_hang == "abort" else None
         watchdog = HangWatchdog(live, options.hang_timeout, on_abort=abort, describe=describe)
-    interval = options.monitor_interval or monitor_from_env()
+    interval = options.health.monitor_interval or monitor_from_env()
     with contextlib.ExitStack() as stack:
         if watchdog is not None:
             stack.enter_context(watchdog)

@@ -29,7 +29,7 @@ from vlmcap.options.commands import (
 )
 from vlmcap.options.files import ConfigFileOptions, load_config_file
 from vlmcap.options.media import MediaOptions
-from vlmcap.options.monitor import MonitorOptions
+from vlmcap.options.monitor import HealthLogOptions, MonitorOptions
 from vlmcap.options.network import ClientOptions, ServerOptions
 from vlmcap.options.qa import QAOptions
 from vlmcap.options.run import InputOptions, OutputOptions, RunOptions
@@ -56,6 +56,7 @@ __all__ = [
     "ConfigFileOptions",
     "EngineOptions",
     "Flag",
+    "HealthLogOptions",
     "InputOptions",
     "LoopOptions",
     "MediaOptions",

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from vlmcap.options.base import ConfigError, OptionGroup, OptionSpec
 from vlmcap.options.files import ConfigFileOptions, load_config_file
 from vlmcap.options.media import MediaOptions
-from vlmcap.options.monitor import MonitorOptions
+from vlmcap.options.monitor import HealthLogOptions, MonitorOptions
 from vlmcap.options.network import ClientOptions, ServerOptions
 from vlmcap.options.qa import DEFAULT_QA_MAX_OUTPUT_TOKENS, QAOptions
 from vlmcap.options.run import InputOptions, OutputOptions, RunOptions
@@ -198,6 +198,7 @@ ALL_GROUPS: tuple[type[OptionGroup], ...] = (
     ClientOptions,
     ServerOptions,
     MonitorOptions,
+    HealthLogOptions,
 )
 
 CAPTION = CommandSpec(
@@ -218,6 +219,7 @@ CAPTION = CommandSpec(
             "loop",
             "client",
             "monitor",
+            "health",
         ]
     ),
     exclusive=(
@@ -225,7 +227,7 @@ CAPTION = CommandSpec(
         frozenset({"server_url", "server_url_file"}),
     ),
 )
-SERVE = CommandSpec("serve", groups_named(["config", "model", "engine", "server"]))
+SERVE = CommandSpec("serve", groups_named(["config", "model", "engine", "server", "health"]))
 QA = CommandSpec(
     "qa",
     groups_named(
@@ -240,6 +242,7 @@ QA = CommandSpec(
             "loop",
             "client",
             "monitor",
+            "health",
         ]
     ),
     exclusive=(frozenset({"server_url", "server_url_file"}),),

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from vlmcap.options.base import OptionGroup, flag
+from vlmcap.options.base import INTERNAL, OptionGroup, flag
 from vlmcap.options.network import DEFAULT_HOST, MAX_PORT, MIN_PORT
 
 #: Seconds without a finished request or a new token, requests inside, before the watchdog
@@ -16,10 +16,10 @@ DEFAULT_HANG_TIMEOUT_S = 300.0
 OnHang = Literal["warn", "abort"]
 
 
-class MonitorOptions(OptionGroup):
-    """How a job reports on itself while it runs."""
+class HealthLogOptions(OptionGroup):
+    """Health snapshots in the log: jobs and ``vlmcap serve`` alike."""
 
-    group = "monitor"
+    group = "health"
     panel = "Monitoring"
 
     monitor_interval: Annotated[float | None, flag(metavar="S")] = Field(
@@ -27,6 +27,15 @@ class MonitorOptions(OptionGroup):
         gt=0,
         description="Log a health snapshot every S seconds (also $VLMCAP_MONITOR_INTERVAL).",
     )
+
+
+class MonitorOptions(OptionGroup):
+    """How a job reports on itself while it runs."""
+
+    group = "monitor"
+    panel = "Monitoring"
+
+    health: Annotated[HealthLogOptions, INTERNAL] = Field(default_factory=HealthLogOptions)
     log_requests: bool = Field(
         default=False, description="Log each request's start and timings at INFO (else DEBUG)."
     )
