@@ -1,7 +1,8 @@
 """Validated run configuration: model, prompt, sampling, engine, loop and stage-2 settings.
 
 ``VLMConfig`` is the one flat object the engine, the plugins and the loop receive. Its fields
-are declared once, in the option groups of ``vlmcap.options.vlm`` (with their flags, defaults,
+are declared once, in the option groups of ``vlmcap.options.vlm`` and the debugging switches of
+``vlmcap.options.debug`` (with their flags, defaults,
 rules and help); this module puts them together. Validation errors become ``ConfigError``
 messages that name the field, the bad value and what is allowed.
 """
@@ -14,6 +15,7 @@ from typing import Any
 from pydantic import ConfigDict
 
 from vlmcap.options.base import ConfigError, format_validation_error
+from vlmcap.options.debug import DebugOptions, EngineDebugOptions, ProfileOptions
 from vlmcap.options.files import load_config_file
 from vlmcap.options.vlm import (
     DEFAULT_STAGE2_PROMPT,
@@ -36,7 +38,15 @@ __all__ = [
 
 # Bases in reverse: pydantic orders fields from the last base to the first.
 class VLMConfig(
-    Stage2Options, LoopOptions, EngineOptions, SamplingOptions, PromptOptions, ModelOptions
+    DebugOptions,
+    ProfileOptions,
+    EngineDebugOptions,
+    Stage2Options,
+    LoopOptions,
+    EngineOptions,
+    SamplingOptions,
+    PromptOptions,
+    ModelOptions,
 ):
     """Everything a caption run needs to know besides its inputs (mutable: a server may name
     the model, see ``vlmcap.client.connect``)."""

@@ -17,6 +17,7 @@ from vlmcap.options import (
     ConfigError,
     HealthLogOptions,
     InputOptions,
+    LogOptions,
     MediaOptions,
     MonitorOptions,
     OutputOptions,
@@ -86,6 +87,25 @@ CAPTION_SAMPLES: dict[str, Any] = {
     "on_hang": "abort",
     "metrics_port": 9400,
     "metrics_host": "0.0.0.0",
+    "verbose": True,
+    "log_level": "DEBUG",
+    "vllm_log_level": "ERROR",
+    "log_file": "run.log",
+    "log_json": True,
+    "log_preset": "production",
+    "trace_function": True,
+    "cuda_launch_blocking": True,
+    "log_stats_interval": 5.0,
+    "log_steps": True,
+    "profile": "traces",
+    "profile_steps": 4,
+    "memory_report": True,
+    "memory_every": 10,
+    "logprobs": 3,
+    "logprobs_first": 2,
+    "debug_request": ["a.jpg"],
+    "debug_first": 2,
+    "replay": "dump.json",
 }
 #: Options of which one may be given: they go to separate files.
 SECOND_FILE = {"prompt_file", "server_url_file"}
@@ -104,6 +124,7 @@ def caption_objects(parsed: ParsedOptions) -> list[Any]:
         parsed.build(PromptFileOptions),
         parsed.build(MonitorOptions),
         parsed.build(HealthLogOptions),
+        parsed.build(LogOptions),
     ]
 
 
@@ -159,7 +180,12 @@ def test_every_serve_option_in_a_file_reaches_its_object(tmp_path):
     }
     assert set(samples) == set(SERVE.file_keys())
     parsed = SERVE.resolve({"config_file": write(tmp_path / "serve.yaml", samples)})
-    objects = [parsed.build(VLMConfig), parsed.build(ServerOptions), parsed.build(HealthLogOptions)]
+    objects = [
+        parsed.build(VLMConfig),
+        parsed.build(ServerOptions),
+        parsed.build(HealthLogOptions),
+        parsed.build(LogOptions),
+    ]
     for key, value in samples.items():
         (obj,) = [o for o in objects if key in type(o).model_fields]
         assert plain(getattr(obj, key)) == value, key

@@ -21,6 +21,7 @@ from vlmcap.options import (
     SERVE,
     SERVER_IGNORED_FIELDS,
     CommandSpec,
+    EngineDebugOptions,
     EngineOptions,
     LoopOptions,
     OptionSpec,
@@ -97,7 +98,7 @@ def test_serve_takes_every_engine_option_and_no_caption_only_one():
 
 def test_the_server_ignored_set_is_the_engine_side_groups():
     engine_groups = [g for g in CAPTION.groups if g.engine_side]
-    assert engine_groups == [EngineOptions, LoopOptions]
+    assert engine_groups == [EngineOptions, LoopOptions, EngineDebugOptions]
     names = {o.name for g in engine_groups for o in g.options()}
     assert names == SERVER_IGNORED_FIELDS == set(ENGINE_FIELDS)
     assert names <= set(VLMConfig.model_fields)
@@ -111,7 +112,9 @@ def test_vlmconfig_keeps_its_fields_and_takes_them_from_the_groups():
         "max_output_tokens", "temperature", "top_p", "repetition_penalty", "seed", "preprocess",
         "mm_cache", "prefix_caching", "max_model_len", "gpu_memory_utilization",
         "enforce_eager", "engine_args", "inflight_batching", "batch_size", "max_inflight",
-        "stage2", "stage2_prompt",
+        "stage2", "stage2_prompt", "trace_function", "cuda_launch_blocking",
+        "log_stats_interval", "log_steps", "profile", "profile_steps", "memory_report",
+        "memory_every", "logprobs", "logprobs_first", "debug_request", "debug_first", "replay",
     }  # fmt: skip
     assert set(VLMConfig.model_fields) == fields
     declared = {o.name: o for g in ALL_GROUPS for o in g.options() if o.name in fields}

@@ -95,7 +95,7 @@ def serve(**given: Any) -> None:
             "anyone who can reach this port can use the server; pass --api-key (clients: "
             "--api-key or $OPENAI_API_KEY)"
         )
-    server = ServerProcess(command, server_env(opts))
+    server = ServerProcess(command, server_env(opts, config))
     raise typer.Exit(_run(server, opts, plugin.variant, interval))
 
 

@@ -25,6 +25,19 @@ def on_cpu() -> bool:
     return bool(current_platform.is_cpu())
 
 
+def engine_env(config: VLMConfig) -> dict[str, str]:
+    """Environment variables the engine (or server) processes need for ``config``'s debugging
+    switches: vLLM's function tracing, synchronous CUDA launches, its stats interval."""
+    env: dict[str, str] = {}
+    if config.trace_function:
+        env["VLLM_TRACE_FUNCTION"] = "1"
+    if config.cuda_launch_blocking:
+        env["CUDA_LAUNCH_BLOCKING"] = "1"
+    if config.log_stats_interval is not None:
+        env["VLLM_LOG_STATS_INTERVAL"] = f"{config.log_stats_interval:g}"
+    return env
+
+
 def engine_kwargs(plugin: VLMPlugin, config: VLMConfig) -> dict[str, Any]:
     """Keyword arguments for ``vllm.LLM``: shared defaults < plugin overrides < config.engine_args.
 

@@ -54,11 +54,16 @@ def iter_records(
     Items are pulled lazily, so a generator of decoded media keeps memory bounded. ``stats``
     (optional) is filled with the run's engine-busy and input-wait times.
     """
+    from vlmcap.debug.steps import step_hooks
+
     lifecycle = Lifecycle(plugin, config)
     if not config.inflight_batching:
+        if config.log_steps or config.profile is not None:
+            logger.warning("--log-steps and --profile need the in-flight loop: ignored")
         yield from iter_fixed_batches(items, llm, lifecycle, stats)
         return
-    transport = EngineTransport(llm, plugin, config.max_inflight)
+    hooks = step_hooks(config, llm)
+    transport = EngineTransport(llm, plugin, config.max_inflight, hooks=hooks)
     try:
         yield from drive(items, transport, lifecycle, stats)
     finally:

@@ -3,11 +3,17 @@
 vLLM's engine core works through its requests in its own process; each ``collect`` runs one
 ``engine.step()``, which returns the outputs that finished. Engine inputs are derived from the
 plugin's ``ModelRequest`` here (``plugin.engine_inputs``), on the loop's thread.
+
+Step hooks (``--log-steps``, the profiler) see every step as a ``StepInfo``: how many requests
+were inside, how many finished, how many tokens it produced and how long it took.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from vlmcap.core.lifecycle import describe_error
@@ -42,10 +48,29 @@ def completion_of(output: RequestOutput) -> Completion:
     )
 
 
-class EngineTransport:
-    """Requests into ``llm.llm_engine``; at most ``capacity`` kept inside by the driver."""
+@dataclass(frozen=True)
+class StepInfo:
+    """One engine step, as step hooks see it."""
 
-    def __init__(self, llm: LLM, plugin: VLMPlugin, capacity: int) -> None:
+    index: int  # 1 for the run's first step
+    seconds: float
+    inside: int  # requests in the engine when the step began
+    finished: int
+    new_tokens: int  # output tokens the step produced, over every request
+
+
+StepHook = Callable[[StepInfo], None]
+
+
+class EngineTransport:
+    """Requests into ``llm.llm_engine``; at most ``capacity`` kept inside by the driver.
+
+    ``hooks`` are called after every step, on the loop's thread; without hooks nothing is
+    counted per request."""
+
+    def __init__(
+        self, llm: LLM, plugin: VLMPlugin, capacity: int, hooks: Sequence[StepHook] = ()
+    ) -> None:
         self.engine = llm.llm_engine
         self.plugin = plugin
         self._capacity = capacity
@@ -53,6 +78,8 @@ class EngineTransport:
         self._steps = 0
         self._outputs_seen = 0
         self._params: dict[Sampling, SamplingParams] = {}
+        self._hooks = tuple(hooks)
+        self._tokens: dict[str, int] = {}  # tokens so far of each request inside (with hooks)
 
     @property
     def capacity(self) -> int:
@@ -90,20 +117,41 @@ class EngineTransport:
             raise Rejected(
                 f"engine rejected {request.stage} request: {describe_error(exc)}"
             ) from exc
+        if self._hooks:
+            self._tokens[request.request_id] = 0
 
     def collect(self, timeout: float | None) -> list[Finished]:
         """One engine step (it never waits longer than a step, whatever ``timeout`` says)."""
+        inside = len(self._tokens)
+        started = time.perf_counter()
         try:
             outputs = self.engine.step()
         except Exception as exc:
             raise InflightLost(f"engine failed: {describe_error(exc)}") from exc
         self._steps += 1
         self._outputs_seen += len(outputs)
+        if self._hooks:
+            self._step_done(outputs, inside, time.perf_counter() - started)
         return [
             Finished(output.request_id, completion_of(cast("RequestOutput", output)))
             for output in outputs
             if output.finished
         ]
+
+    def _step_done(self, outputs: Sequence[Any], inside: int, seconds: float) -> None:
+        new_tokens = finished = 0
+        for output in outputs:
+            first = output.outputs[0] if output.outputs else None
+            now = len(first.token_ids or ()) if first is not None else 0
+            new_tokens += max(0, now - self._tokens.get(output.request_id, 0))
+            if output.finished:
+                finished += 1
+                self._tokens.pop(output.request_id, None)
+            else:
+                self._tokens[output.request_id] = now
+        info = StepInfo(self._steps, seconds, inside, finished, new_tokens)
+        for hook in self._hooks:
+            hook(info)
 
     def close(self) -> None:
         """Nothing to release: the engine outlives the run (its owner shuts it down)."""

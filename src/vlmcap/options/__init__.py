@@ -2,7 +2,8 @@
 
 This package is the reference for option names, types, defaults, rules and help. Each option
 is a field of an option group (a pydantic model; ``vlmcap.options.base``), the groups live in
-``vlm`` (the parts of ``VLMConfig``), ``media``, ``run`` and ``network``, and each subcommand
+``vlm`` (the parts of ``VLMConfig``), ``media``, ``run``, ``network``, ``qa``, ``monitor`` and
+``debug``, and each subcommand
 picks its groups (``commands``). Derived from it, never written out again:
 
 - the Typer parameters of ``vlmcap caption``, ``vlmcap qa`` and ``vlmcap serve`` (``cli``),
@@ -27,6 +28,7 @@ from vlmcap.options.commands import (
     CommandSpec,
     ParsedOptions,
 )
+from vlmcap.options.debug import DebugOptions, EngineDebugOptions, LogOptions, ProfileOptions
 from vlmcap.options.files import ConfigFileOptions, load_config_file
 from vlmcap.options.media import MediaOptions
 from vlmcap.options.monitor import HealthLogOptions, MonitorOptions
@@ -54,10 +56,13 @@ __all__ = [
     "CommandSpec",
     "ConfigError",
     "ConfigFileOptions",
+    "DebugOptions",
+    "EngineDebugOptions",
     "EngineOptions",
     "Flag",
     "HealthLogOptions",
     "InputOptions",
+    "LogOptions",
     "LoopOptions",
     "MediaOptions",
     "ModelOptions",
@@ -66,6 +71,7 @@ __all__ = [
     "OptionSpec",
     "OutputOptions",
     "ParsedOptions",
+    "ProfileOptions",
     "PromptFileOptions",
     "PromptOptions",
     "QAOptions",

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from vlmcap.options.base import ConfigError, OptionGroup, OptionSpec
+from vlmcap.options.debug import DebugOptions, EngineDebugOptions, LogOptions, ProfileOptions
 from vlmcap.options.files import ConfigFileOptions, load_config_file
 from vlmcap.options.media import MediaOptions
 from vlmcap.options.monitor import HealthLogOptions, MonitorOptions
@@ -199,6 +200,10 @@ ALL_GROUPS: tuple[type[OptionGroup], ...] = (
     ServerOptions,
     MonitorOptions,
     HealthLogOptions,
+    LogOptions,
+    EngineDebugOptions,
+    ProfileOptions,
+    DebugOptions,
 )
 
 CAPTION = CommandSpec(
@@ -220,6 +225,10 @@ CAPTION = CommandSpec(
             "client",
             "monitor",
             "health",
+            "logging",
+            "engine_debug",
+            "profile",
+            "debug",
         ]
     ),
     exclusive=(
@@ -227,7 +236,12 @@ CAPTION = CommandSpec(
         frozenset({"server_url", "server_url_file"}),
     ),
 )
-SERVE = CommandSpec("serve", groups_named(["config", "model", "engine", "server", "health"]))
+SERVE = CommandSpec(
+    "serve",
+    groups_named(
+        ["config", "model", "engine", "server", "health", "logging", "engine_debug", "profile"]
+    ),
+)
 QA = CommandSpec(
     "qa",
     groups_named(
@@ -243,6 +257,10 @@ QA = CommandSpec(
             "client",
             "monitor",
             "health",
+            "logging",
+            "engine_debug",
+            "profile",
+            "debug",
         ]
     ),
     exclusive=(frozenset({"server_url", "server_url_file"}),),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import abc
 import functools
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -134,10 +135,11 @@ class VLMPlugin(abc.ABC):
         """Start a vLLM engine for this model (shared defaults + ``engine_overrides``)."""
         from vllm import LLM
 
-        from vlmcap.engine.args import engine_kwargs
+        from vlmcap.engine.args import engine_env, engine_kwargs
         from vlmcap.runtime import before_engine_start
 
         before_engine_start()  # child guard, shutdown timeouts: before vLLM starts processes
+        os.environ.update(engine_env(config))  # read by vLLM here and in its engine processes
         return LLM(**engine_kwargs(self, config))
 
     # ---- requests -------------------------------------------------------------------------

@@ -224,9 +224,16 @@ def offline_max_num_seqs(world_size: int) -> int | None:
     return int(value) if value is not None else None
 
 
-def server_env(opts: ServeOptions, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The child's environment: ours, plus the API key in ``VLLM_API_KEY`` when given."""
+def server_env(
+    opts: ServeOptions, config: VLMConfig | None = None, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The child's environment: ours, plus the API key in ``VLLM_API_KEY`` when given and what
+    ``config``'s debugging switches set (``vlmcap.engine.args.engine_env``)."""
+    from vlmcap.engine.args import engine_env
+
     env = dict(os.environ if base is None else base)
+    if config is not None:
+        env.update(engine_env(config))
     if opts.api_key:
         env["VLLM_API_KEY"] = opts.api_key
     return env
