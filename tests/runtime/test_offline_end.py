@@ -64,6 +64,7 @@ class Run:
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._log_file, stderr=subprocess.STDOUT)
         self.seen: dict[int, psutil.Process] = {}
         self.records = out / "records.jsonl"
+        self.logs = out / "logs"
         self.lock = out / ".vlmcap.lock"
 
     def look(self) -> None:
@@ -96,8 +97,12 @@ class Run:
         return [json.loads(line) for line in text.split("\n")[:-1]]
 
     def output(self) -> str:
+        """What the run printed, then its run logs (vLLM's and the child guard's lines)."""
         self._log_file.flush()
-        return self.log.read_text(encoding="utf-8", errors="replace")
+        text = self.log.read_text(encoding="utf-8", errors="replace")
+        for path in sorted(self.logs.glob("*.log")):
+            text += path.read_text(encoding="utf-8", errors="replace")
+        return text
 
     def cleanup(self) -> None:
         if self.proc.poll() is None:

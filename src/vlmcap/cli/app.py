@@ -33,17 +33,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
-    log_level: str = typer.Option(
-        None, "--log-level", help="vlmcap log level (default: $VLMCAP_LOG_LEVEL or INFO)."
-    ),
-    vllm_log_level: str = typer.Option(
-        None, "--vllm-log-level", help="vLLM's log level (sets VLLM_LOGGING_LEVEL if unset)."
-    ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
-    setup_logging(log_level, vllm_log_level)
+    """Log levels and files are options of each command (``--log-level``, ``-v``...)."""
+    setup_logging()
 
 
 def main() -> None:

@@ -16,6 +16,8 @@ import typer
 from vlmcap.cli.caption_view import CaptionProgress, print_dry_run, print_summary
 from vlmcap.cli.job import run_job
 from vlmcap.config import ConfigError, VLMConfig
+from vlmcap.debug.logging import LOGS_DIR, job_logging
+from vlmcap.debug.terminal import say
 from vlmcap.media.inputs import MediaFile, discover
 from vlmcap.media.manifest import ManifestError
 from vlmcap.options import (
@@ -23,6 +25,7 @@ from vlmcap.options import (
     ClientOptions,
     HealthLogOptions,
     InputOptions,
+    LogOptions,
     MediaOptions,
     MonitorOptions,
     OutputOptions,
@@ -65,6 +68,7 @@ def caption(**given: Any) -> None:
         run = parsed.build(RunOptions, media=parsed.build(MediaOptions))
         client = parsed.build(ClientOptions)
         monitor = parsed.build(MonitorOptions, health=parsed.build(HealthLogOptions))
+        logs = parsed.build(LogOptions)
         if not inputs.paths and inputs.manifest is None:
             raise ConfigError("give media paths or --manifest")
         found = discover(
@@ -76,7 +80,7 @@ def caption(**given: Any) -> None:
     except (ConfigError, FileNotFoundError, ManifestError, ValueError) as exc:
         usage_error(str(exc))
     for problem in found.problems:
-        typer.echo(f"warning: skipped {problem}", err=True)
+        say(f"warning: skipped {problem}")
     files = found.files[: inputs.limit] if inputs.limit is not None else found.files
     if not files:
         where = ", ".join(inputs.paths) or str(inputs.manifest)
@@ -85,7 +89,9 @@ def caption(**given: Any) -> None:
         print_dry_run(files, output_dir, config, run)
         raise typer.Exit(0)
 
-    raise typer.Exit(_run(files, config, client, output_dir, run, monitor))
+    with job_logging(logs, output_dir / LOGS_DIR, "caption"):
+        status = _run(files, config, client, output_dir, run, monitor)
+    raise typer.Exit(status)
 
 
 def _run(

@@ -8,7 +8,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -21,6 +20,7 @@ from rich.progress import (
 from rich.table import Table
 
 from vlmcap.core.stats import LoopStats
+from vlmcap.debug import terminal
 
 if TYPE_CHECKING:
     from vlmcap.config import VLMConfig
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from vlmcap.pipeline.run import RunSummary
     from vlmcap.rows import Row
 
-err = Console(stderr=True)
-out = Console()
+err = terminal.console(stderr=True)
+out = terminal.console()
 
 #: Captions printed in the end-of-run table at most (the files hold all of them).
 SHOWN_ROWS = 50

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import NoReturn
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-_err = Console(stderr=True)
+from vlmcap.debug import terminal
+
+_err = terminal.console(stderr=True)
 
 
 def usage_error(message: str) -> NoReturn:

@@ -22,11 +22,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import typer
-
 from vlmcap.cli.errors import usage_error
+from vlmcap.debug.terminal import say
 
 if TYPE_CHECKING:
+    from vllm import LLM
+
     from vlmcap.config import VLMConfig
     from vlmcap.core.progress import Progress
     from vlmcap.monitor.source import SnapshotSource
@@ -49,7 +50,6 @@ def run_job(
     """Run ``work`` on the backend ``config``/``client`` name, watched as ``monitor`` says;
     its exit status."""
     from vlmcap.client.connect import ServerError, open_server
-    from vlmcap.monitor.startup import StartupWatch
     from vlmcap.monitor.watch import live_progress, watch_job
     from vlmcap.options import MonitorOptions
     from vlmcap.pipeline.backend import OfflineBackend, ServerBackend
@@ -72,8 +72,7 @@ def run_job(
                 if server is not None:
                     backend = ServerBackend(server, plugin, config)
                 else:
-                    with StartupWatch(f"loading {plugin.variant}"):
-                        llm = plugin.build_llm(config)
+                    llm = start_engine(plugin, config)
                     backend = OfflineBackend(llm, plugin, config)
                 watching = monitor or MonitorOptions()
                 live = live_progress(watching)
@@ -84,9 +83,7 @@ def run_job(
         except ServerError as exc:
             usage_error(str(exc))
         except Interrupted as exc:
-            typer.echo(
-                f"{exc.name}: stopped; the rows written are kept (rerun to resume)", err=True
-            )
+            say(f"{exc.name}: stopped; the rows written are kept (rerun to resume)")
         finally:
             try:
                 if store is not None:
@@ -95,6 +92,24 @@ def run_job(
                 if llm is not None:
                     shutdown_llm(llm)
     return signals.exit_status(status)
+
+
+def start_engine(plugin: VLMPlugin, config: VLMConfig) -> LLM:
+    """The offline engine, its slow start watched; vLLM's records reach the job's log files,
+    and what vLLM and PyTorch warned about while loading is listed once it has loaded."""
+    from vlmcap.debug.logging import current_session
+    from vlmcap.monitor.startup import StartupWatch
+
+    logs = current_session()
+    if logs is not None:
+        import vllm.logger  # noqa: F401 - vLLM configures its logger on import
+
+        logs.adopt_vllm_logger()
+    with StartupWatch(f"loading {plugin.variant}"):
+        llm = plugin.build_llm(config)
+    if logs is not None:
+        logs.report_notices()
+    return llm
 
 
 def snapshot_source(backend: Backend, live: Progress) -> SnapshotSource:

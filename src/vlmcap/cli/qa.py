@@ -19,10 +19,13 @@ from vlmcap.cli.errors import usage_error
 from vlmcap.cli.job import run_job
 from vlmcap.cli.qa_view import print_qa_summary
 from vlmcap.config import ConfigError, VLMConfig
+from vlmcap.debug.logging import LOGS_DIR, job_logging
+from vlmcap.debug.terminal import say
 from vlmcap.options import (
     QA,
     ClientOptions,
     HealthLogOptions,
+    LogOptions,
     MonitorOptions,
     OutputOptions,
     QAOptions,
@@ -57,6 +60,7 @@ def qa(**given: Any) -> None:
         run = parsed.build(RunOptions)
         client = parsed.build(ClientOptions)
         monitor = parsed.build(MonitorOptions, health=parsed.build(HealthLogOptions))
+        logs = parsed.build(LogOptions)
         if options.questions is None:
             raise ConfigError("give the question set with --questions FILE")
         root = options.dataset_root or options.questions.parent
@@ -66,15 +70,16 @@ def qa(**given: Any) -> None:
     except (ConfigError, FileNotFoundError, QuestionSetError, ValueError) as exc:
         usage_error(str(exc))
     for problem in questions.problems:
-        typer.echo(f"warning: skipped {problem}", err=True)
+        say(f"warning: skipped {problem}")
     if options.question_limit is not None:
         questions.questions = questions.questions[: options.question_limit]
     meta = {"questions_path": str(options.questions), "dataset_path": str(root)}
     judge = _judge(options, client.retries)
     try:
-        status = _run(
-            questions, config, client, output_dir, run, options, meta, judge, monitor=monitor
-        )
+        with job_logging(logs, output_dir / LOGS_DIR, "qa"):
+            status = _run(
+                questions, config, client, output_dir, run, options, meta, judge, monitor=monitor
+            )
         raise typer.Exit(status)
     finally:
         if judge is not None:

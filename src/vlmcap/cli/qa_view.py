@@ -6,15 +6,15 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.console import Console
 from rich.table import Table
 
+from vlmcap.debug import terminal
 from vlmcap.qa.results import metrics_path, results_path
 
 if TYPE_CHECKING:
     from vlmcap.pipeline.run import RunSummary
 
-out = Console()
+out = terminal.console()
 
 
 def print_qa_summary(summary: RunSummary, output_dir: Path, model: str) -> None:

@@ -19,11 +19,11 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from vlmcap.cli.errors import usage_error
-from vlmcap.options import SERVE, HealthLogOptions, ServerOptions
+from vlmcap.debug import terminal
+from vlmcap.options import SERVE, HealthLogOptions, LogOptions, ServerOptions
 from vlmcap.options.cli import command_line_values, with_options
 
 if TYPE_CHECKING:
@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     from vlmcap.server.process import ServerProcess
 
 logger = logging.getLogger(__name__)
-err = Console(stderr=True)
-out = Console()
+err = terminal.console(stderr=True)
+out = terminal.console()
 
 
 class _Stopper:
@@ -78,6 +78,7 @@ def serve(**given: Any) -> None:
         server_options = parsed.build(ServerOptions)
         print_command = server_options.print_command
         interval = parsed.build(HealthLogOptions).monitor_interval
+        logs = parsed.build(LogOptions)
         plugin = get_plugin(config.model, config.model_path)
         opts = ServeOptions.from_options(server_options)
         problem = None if print_command else port_problem(opts.host, opts.port)
@@ -95,8 +96,12 @@ def serve(**given: Any) -> None:
             "anyone who can reach this port can use the server; pass --api-key (clients: "
             "--api-key or $OPENAI_API_KEY)"
         )
+    from vlmcap.debug.logging import job_logging
+
     server = ServerProcess(command, server_env(opts, config))
-    raise typer.Exit(_run(server, opts, plugin.variant, interval))
+    with job_logging(logs, None, "serve"):  # the server's own output stays on the terminal
+        status = _run(server, opts, plugin.variant, interval)
+    raise typer.Exit(status)
 
 
 def _snapshot_server(opts: ServeOptions, port: int) -> SnapshotServer:
