@@ -3,6 +3,10 @@
 vLLM's engine processes are this process's descendants that vLLM named (``VLLM::EngineCore``,
 ``VLLM::Worker``...) or that run its server entry points, reached through vLLM processes only:
 a ``vlmcap serve`` child (not itself vLLM) and what it started are another job's.
+
+Finding them walks the process table (psutil reads every process's parent), which costs more
+than the rest of a snapshot; the engine processes found are kept and the walk is redone only
+when one of them is gone or ``RESCAN_S`` has passed (a walk that found none is not kept).
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
+from dataclasses import dataclass, field
 
 import psutil
 
@@ -20,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 #: Command-line marks of vLLM's engine processes beyond ``vlmcap.runtime.processes``' own.
 ENGINE_MARKS = ("EngineCore",)
+#: Seconds an engine-process list found by a walk of the process table is reused.
+RESCAN_S = 30.0
 PROCESS_FIELDS = (
     "ram_used_bytes",
     "ram_total_bytes",
@@ -36,20 +44,51 @@ def is_engine_process(proc: psutil.Process) -> bool:
     return is_vllm(proc) or any(mark in command_line(proc) for mark in ENGINE_MARKS)
 
 
-def engine_processes(root: psutil.Process | None = None) -> list[ProcessMemory]:
-    """RSS of ``root``'s (this process's) vLLM descendants (see the module docstring)."""
-    root = root if root is not None else psutil.Process()
-    found: list[ProcessMemory] = []
+@dataclass
+class _Found:
+    """Engine processes below one root, as the last walk found them."""
+
+    at: float
+    processes: list[tuple[psutil.Process, str]] = field(default_factory=list)
+
+
+_found: dict[int, _Found] = {}
+_found_lock = threading.Lock()
+
+
+def _walk(root: psutil.Process) -> list[tuple[psutil.Process, str]]:
+    found: list[tuple[psutil.Process, str]] = []
     todo = _children(root)
     while todo:
         proc = todo.pop()
         try:
             if not is_engine_process(proc):
                 continue
-            found.append(ProcessMemory(proc.pid, _title(proc), proc.memory_info().rss))
+            found.append((proc, _title(proc)))
         except psutil.Error:
             continue  # gone meanwhile
         todo.extend(_children(proc))
+    return found
+
+
+def engine_processes(root: psutil.Process | None = None) -> list[ProcessMemory]:
+    """RSS of ``root``'s (this process's) vLLM descendants (see the module docstring)."""
+    root = root if root is not None else psutil.Process()
+    now = time.monotonic()
+    with _found_lock:
+        known = _found.get(root.pid)
+        if known is None or now - known.at > RESCAN_S:
+            known = _Found(now, _walk(root))
+            if known.processes:  # none yet: look again next time (an engine may be starting)
+                _found[root.pid] = known
+        listed = list(known.processes)
+    found: list[ProcessMemory] = []
+    for proc, title in listed:
+        try:
+            found.append(ProcessMemory(proc.pid, title, proc.memory_info().rss))
+        except psutil.Error:  # one of them is gone: walk again next time
+            with _found_lock:
+                _found.pop(root.pid, None)
     return sorted(found, key=lambda p: p.pid)
 
 
