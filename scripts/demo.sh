@@ -4,5 +4,4 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/setup.sh
-export VLLM_LOGGING_LEVEL="${VLLM_LOGGING_LEVEL:-WARNING}"
 exec .venv/bin/vlmcap caption examples/ --model tiny-qwen2.5-vl --output-dir out/demo --overwrite "$@"

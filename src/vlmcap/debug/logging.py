@@ -53,7 +53,7 @@ TERMINAL_FORMAT = "%(name)s: %(message)s"  # rich adds the time and level
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LOCATION_FORMAT = "%(asctime)s %(levelname)s %(name)s %(filename)s:%(lineno)d: %(message)s"
 #: Notices listed on the terminal at once; the log file has them all.
-MAX_NOTICES_SHOWN = 12
+MAX_NOTICES_SHOWN = 6
 _OURS = "vlmcap"
 _VLLM = "vllm"
 
@@ -204,13 +204,14 @@ def print_notices(notices: list[Notice], run_log: Path | None) -> None:
     """The digest's notices, most frequent first, as a few lines on the terminal."""
     err = terminal.console(stderr=True, soft_wrap=True, highlight=False)
     where = f" (full text in {escape(str(run_log))})" if run_log is not None else ""
-    err.print(f"[yellow]{len(notices)} warning(s) from vLLM/PyTorch{where}:[/yellow]")
+    count = f"{len(notices)} warning{'s' if len(notices) > 1 else ''}"
+    err.print(f"[yellow]{count} from vLLM/PyTorch{where}:[/yellow]")
     ordered = sorted(notices, key=lambda n: (n.level != "ERROR", -n.count))
     for notice in ordered[:MAX_NOTICES_SHOWN]:
         times = f" (x{notice.count})" if notice.count > 1 else ""
         err.print(f"  {notice.source} {notice.level.lower()}: {escape(notice.text)}{times}")
     if len(ordered) > MAX_NOTICES_SHOWN:
-        err.print(f"  ... and {len(ordered) - MAX_NOTICES_SHOWN} more")
+        err.print(f"  ... and {len(ordered) - MAX_NOTICES_SHOWN} more in the log")
 
 
 _sessions: list[LogSession] = []  # the running job's, while ``job_logging`` lasts
