@@ -5,12 +5,14 @@ exit statuses.
       stop_on_signals()                 # SIGTERM/SIGINT unwind through the finally below
       open_server(config, client)       # None: offline (no --server-url / --server-url-file)
       plugin, store = open_store(...)   # the output folder is locked before the engine starts
+      job_debug(...)                    # debugging switches (vlmcap.debug.session)
       backend: ServerBackend or OfflineBackend(plugin.build_llm(config))
       work(backend, plugin, store, server_url, live) -> exit status  (signals raise only here)
                                         # live: the run's Progress, watched by the hang
                                         # watchdog (vlmcap.monitor.watch) meanwhile
-      finally: store closed (rows flushed, lock released), then the engine shut down; a signal
-               during this clean-up is only recorded, so it runs to its end
+                                        # a failure: explained if memory ran out
+      finally: store closed (rows flushed, lock released), debug summaries, then the engine
+               shut down; a signal during this clean-up is only recorded, so it runs to its end
 
 Exit status: ``work``'s; 2 for bad usage or a server that is not usable; 143 after SIGTERM,
 130 after SIGINT, 124 when the hang watchdog stopped it (``--on-hang abort``); the rows written
@@ -28,8 +30,10 @@ from vlmcap.debug.terminal import say
 if TYPE_CHECKING:
     from vllm import LLM
 
+    from vlmcap.client.openai_client import ClientConfig
     from vlmcap.config import VLMConfig
     from vlmcap.core.progress import Progress
+    from vlmcap.debug.session import JobDebug
     from vlmcap.monitor.source import SnapshotSource
     from vlmcap.options import ClientOptions, MonitorOptions
     from vlmcap.pipeline.backend import Backend
@@ -50,14 +54,12 @@ def run_job(
     """Run ``work`` on the backend ``config``/``client`` name, watched as ``monitor`` says;
     its exit status."""
     from vlmcap.client.connect import ServerError, open_server
-    from vlmcap.monitor.watch import live_progress, watch_job
-    from vlmcap.options import MonitorOptions
     from vlmcap.pipeline.backend import OfflineBackend, ServerBackend
     from vlmcap.plugins.registry import UnknownModelError, get_plugin
-    from vlmcap.runtime import Interrupted, abort_stuck_run, shutdown_llm, stop_on_signals
+    from vlmcap.runtime import Interrupted, shutdown_llm, stop_on_signals
     from vlmcap.sinks.lock import LockedError
 
-    store = llm = None
+    store = llm = debug = None
     status = 0
     with stop_on_signals() as signals, signals.shield():  # SIGTERM/SIGINT: only in the work...
         try:
@@ -68,18 +70,20 @@ def run_job(
                     store = open_store(plugin)  # locked before the slow engine start
                 except (UnknownModelError, LockedError, ServerError, ValueError) as exc:
                     usage_error(str(exc))
+                debug = job_debug(config, store, server)
                 backend: Backend
-                if server is not None:
-                    backend = ServerBackend(server, plugin, config)
-                else:
-                    llm = start_engine(plugin, config)
-                    backend = OfflineBackend(llm, plugin, config)
-                watching = monitor or MonitorOptions()
-                live = live_progress(watching)
-                source = snapshot_source(backend, live)
-                with watch_job(live, watching, source=source, on_abort=abort_stuck_run):
+                try:
+                    if server is not None:
+                        backend = ServerBackend(server, plugin, config)
+                    else:
+                        llm = start_engine(plugin, config)
+                        backend = OfflineBackend(llm, plugin, config)
+                    debug.engine_ready()
                     url = server.url if server is not None else None
-                    status = work(backend, plugin, store, url, live)
+                    status = _watched(backend, plugin, store, url, work, monitor, debug)
+                except Exception as exc:
+                    debug.explain(exc)  # out of memory: what to change (then raised on)
+                    raise
         except ServerError as exc:
             usage_error(str(exc))
         except Interrupted as exc:
@@ -89,9 +93,49 @@ def run_job(
                 if store is not None:
                     store.close()  # rows flushed and lock released before the slower engine
             finally:
-                if llm is not None:
-                    shutdown_llm(llm)
+                try:
+                    if debug is not None:
+                        debug.finish()  # the engine's memory at the end: before it stops
+                finally:
+                    if llm is not None:
+                        shutdown_llm(llm)
     return signals.exit_status(status)
+
+
+def _watched(
+    backend: Backend,
+    plugin: VLMPlugin,
+    store: RecordStore,
+    url: str | None,
+    work: Work,
+    monitor: MonitorOptions | None,
+    debug: JobDebug,
+) -> int:
+    """``work`` with the hang watchdog, monitor, metrics endpoint and debug switches on."""
+    from vlmcap.monitor.watch import live_progress, watch_job
+    from vlmcap.options import MonitorOptions
+    from vlmcap.runtime import abort_stuck_run
+
+    watching = monitor or MonitorOptions()
+    live = live_progress(watching)
+    debug.watch(live)
+    source = snapshot_source(backend, live)
+    with watch_job(live, watching, source=source, on_abort=abort_stuck_run):
+        return work(backend, plugin, store, url, live)
+
+
+def job_debug(config: VLMConfig, store: RecordStore, server: ClientConfig | None) -> JobDebug:
+    """The debugging switches of this job, beside its run log (else in OUTPUT_DIR/logs),
+    started before the engine loads."""
+    from vlmcap.debug.logging import LOGS_DIR, current_session
+    from vlmcap.debug.session import JobDebug
+
+    logs = current_session()
+    run_log = logs.run_log if logs is not None else None
+    log_dir = run_log.parent if run_log is not None else store.output_dir / LOGS_DIR
+    debug = JobDebug(config, log_dir, run_log)
+    debug.before_engine(server)
+    return debug
 
 
 def start_engine(plugin: VLMPlugin, config: VLMConfig) -> LLM:
