@@ -89,12 +89,20 @@ def engine_config(tiny_model_path: Path, **overrides: Any) -> VLMConfig:
 
 
 @pytest.fixture(scope="session")
-def engine(tiny_model_path: Path) -> Iterator[tuple[Any, Any]]:
-    """(plugin, vllm.LLM) shared by every engine test; started once (about 40 s on a CPU)."""
+def profile_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the session engine's torch profiler writes (it stays idle unless a run profiles:
+    pass ``profile=profile_root`` in that run's ``engine_config``)."""
+    return tmp_path_factory.mktemp("profile")
+
+
+@pytest.fixture(scope="session")
+def engine(tiny_model_path: Path, profile_root: Path) -> Iterator[tuple[Any, Any]]:
+    """(plugin, vllm.LLM) shared by every engine test; started once (about 40 s on a CPU),
+    with vLLM's profiler configured (``--profile``) but not running."""
     from vlmcap.engine import load_engine
     from vlmcap.runtime import shutdown_llm
 
-    plugin, llm = load_engine(engine_config(tiny_model_path))
+    plugin, llm = load_engine(engine_config(tiny_model_path, profile=profile_root))
     yield plugin, llm
     shutdown_llm(llm)
 

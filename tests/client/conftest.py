@@ -1,7 +1,8 @@
 """One real ``vlmcap serve`` (vLLM's OpenAI server on the tiny model) for the client tests.
 
 Started once per session as a subprocess on 127.0.0.1 with a free port, an API key and a URL
-file; stopped (SIGTERM, then SIGKILL) at the end. ``LiveServer.restart`` lets the fault test
+file, and ``--profile`` (vLLM's profiler configured, idle until a client starts it); stopped
+(SIGTERM, then SIGKILL) at the end. ``LiveServer.restart`` lets the fault test
 kill it and start a new one on the same port, so at most one server runs at any time.
 """
 
@@ -61,6 +62,7 @@ class LiveServer:
     url_file: Path
     log_path: Path
     env: dict[str, str]
+    profile_dir: Path | None = None  # ``vlmcap serve --profile``: idle until a client starts it
     proc: subprocess.Popen[bytes] | None = None
     starts: list[float] = field(default_factory=list)  # seconds each start took
 
@@ -93,6 +95,7 @@ class LiveServer:
             str(int(START_TIMEOUT_S)),
             "--monitor-interval",
             str(MONITOR_INTERVAL_S),
+            *(["--profile", str(self.profile_dir)] if self.profile_dir is not None else []),
         ]
 
     def start(self) -> None:
@@ -146,8 +149,11 @@ class LiveServer:
             self.start()
 
 
-def running_server(model_path: Path, cache_dir: Path, root: Path) -> Iterator[LiveServer]:
-    """A started ``LiveServer`` on ``model_path`` (files under ``root``), stopped afterwards."""
+def running_server(
+    model_path: Path, cache_dir: Path, root: Path, *, profile: bool = False
+) -> Iterator[LiveServer]:
+    """A started ``LiveServer`` on ``model_path`` (files under ``root``), stopped afterwards;
+    ``profile``: with vLLM's profiler configured to write into ``root/profile``."""
     server = LiveServer(
         model_path=model_path,
         port=free_port(),
@@ -155,6 +161,7 @@ def running_server(model_path: Path, cache_dir: Path, root: Path) -> Iterator[Li
         url_file=root / "server.url",
         log_path=root / "serve.log",
         env=client_env(cache_dir),
+        profile_dir=root / "profile" if profile else None,
     )
     server.start()
     yield server
@@ -165,7 +172,8 @@ def running_server(model_path: Path, cache_dir: Path, root: Path) -> Iterator[Li
 def live_server(
     tiny_model_path: Path, cache_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    yield from running_server(tiny_model_path, cache_dir, tmp_path_factory.mktemp("server"))
+    root = tmp_path_factory.mktemp("server")
+    yield from running_server(tiny_model_path, cache_dir, root, profile=True)
 
 
 @pytest.fixture

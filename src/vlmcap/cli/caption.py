@@ -15,6 +15,7 @@ import typer
 
 from vlmcap.cli.caption_view import CaptionProgress, print_dry_run, print_summary
 from vlmcap.cli.job import run_job
+from vlmcap.cli.replay import replay_job
 from vlmcap.config import ConfigError, VLMConfig
 from vlmcap.debug.logging import LOGS_DIR, job_logging
 from vlmcap.debug.terminal import say
@@ -69,6 +70,8 @@ def caption(**given: Any) -> None:
         client = parsed.build(ClientOptions)
         monitor = parsed.build(MonitorOptions, health=parsed.build(HealthLogOptions))
         logs = parsed.build(LogOptions)
+        if config.replay is not None:
+            raise typer.Exit(replay_job(config.replay, config, client, output_dir, logs))
         if not inputs.paths and inputs.manifest is None:
             raise ConfigError("give media paths or --manifest")
         found = discover(

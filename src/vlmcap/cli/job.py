@@ -70,14 +70,14 @@ def run_job(
                     store = open_store(plugin)  # locked before the slow engine start
                 except (UnknownModelError, LockedError, ServerError, ValueError) as exc:
                     usage_error(str(exc))
-                debug = job_debug(config, store, server)
+                debug = job_debug(config, plugin, store, server)
                 backend: Backend
                 try:
                     if server is not None:
-                        backend = ServerBackend(server, plugin, config)
+                        backend = ServerBackend(server, plugin, config, debugger=debug.requests)
                     else:
                         llm = start_engine(plugin, config)
-                        backend = OfflineBackend(llm, plugin, config)
+                        backend = OfflineBackend(llm, plugin, config, debugger=debug.requests)
                     debug.engine_ready()
                     url = server.url if server is not None else None
                     status = _watched(backend, plugin, store, url, work, monitor, debug)
@@ -118,13 +118,15 @@ def _watched(
 
     watching = monitor or MonitorOptions()
     live = live_progress(watching)
-    debug.watch(live)
+    debug.watch(live, backend)
     source = snapshot_source(backend, live)
     with watch_job(live, watching, source=source, on_abort=abort_stuck_run):
         return work(backend, plugin, store, url, live)
 
 
-def job_debug(config: VLMConfig, store: RecordStore, server: ClientConfig | None) -> JobDebug:
+def job_debug(
+    config: VLMConfig, plugin: VLMPlugin, store: RecordStore, server: ClientConfig | None
+) -> JobDebug:
     """The debugging switches of this job, beside its run log (else in OUTPUT_DIR/logs),
     started before the engine loads."""
     from vlmcap.debug.logging import LOGS_DIR, current_session
@@ -133,7 +135,7 @@ def job_debug(config: VLMConfig, store: RecordStore, server: ClientConfig | None
     logs = current_session()
     run_log = logs.run_log if logs is not None else None
     log_dir = run_log.parent if run_log is not None else store.output_dir / LOGS_DIR
-    debug = JobDebug(config, log_dir, run_log)
+    debug = JobDebug(config, plugin, store.output_dir, log_dir, run_log)
     debug.before_engine(server)
     return debug
 

@@ -18,6 +18,7 @@ import typer
 from vlmcap.cli.errors import usage_error
 from vlmcap.cli.job import run_job
 from vlmcap.cli.qa_view import print_qa_summary
+from vlmcap.cli.replay import replay_job
 from vlmcap.config import ConfigError, VLMConfig
 from vlmcap.debug.logging import LOGS_DIR, job_logging
 from vlmcap.debug.terminal import say
@@ -61,6 +62,8 @@ def qa(**given: Any) -> None:
         client = parsed.build(ClientOptions)
         monitor = parsed.build(MonitorOptions, health=parsed.build(HealthLogOptions))
         logs = parsed.build(LogOptions)
+        if config.replay is not None:
+            raise typer.Exit(replay_job(config.replay, config, client, output_dir, logs))
         if options.questions is None:
             raise ConfigError("give the question set with --questions FILE")
         root = options.dataset_root or options.questions.parent

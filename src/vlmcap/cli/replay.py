@@ -1,5 +1,6 @@
 """``--replay FILE``: run one dumped request again on the backend a job would use, and compare.
 
+    replay_job(path, config, client, output_dir, logs)   # vlmcap caption/qa --replay FILE
     run_replay(path, config, client)        -> 0 reproduced, 1 differs, 2 bad dump or setup
       load_dump(path)                       # checked before anything slow starts
       open_server(config, client)           # None: offline, plugin.build_llm(config)
@@ -20,11 +21,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from vlmcap.debug import terminal
 from vlmcap.debug.replay import DumpError, ReplayResult, RequestDump, load_dump, replay_dump
 
 if TYPE_CHECKING:
     from vlmcap.config import VLMConfig
-    from vlmcap.options import ClientOptions
+    from vlmcap.options import ClientOptions, LogOptions
     from vlmcap.pipeline.backend import OfflineBackend, ServerBackend
 
 logger = logging.getLogger(__name__)
@@ -121,13 +123,14 @@ def run_replay(
 ) -> int:
     """Replay the request dumped in ``path`` offline (vLLM here) or through the server
     ``client`` names, print the comparison; 0 reproduced, 1 differs, 2 bad dump or setup."""
+    from vlmcap.cli.job import start_engine
     from vlmcap.client.connect import ServerError, open_server
     from vlmcap.pipeline.backend import OfflineBackend, ServerBackend
     from vlmcap.plugins.registry import UnknownModelError, get_plugin
     from vlmcap.runtime import shutdown_llm
 
-    out = console or Console()
-    err = Console(stderr=True) if console is None else console
+    out = console or terminal.console()
+    err = terminal.console(stderr=True) if console is None else console
     try:
         dump = load_dump(path)
     except DumpError as exc:
@@ -146,7 +149,7 @@ def run_replay(
         if server is not None:
             backend = ServerBackend(server, plugin, config)
         else:
-            llm = plugin.build_llm(config)
+            llm = start_engine(plugin, config)
             backend = OfflineBackend(llm, plugin, config)
         try:
             result = replay_dump(dump, backend)
@@ -157,3 +160,14 @@ def run_replay(
     finally:
         if llm is not None:
             shutdown_llm(llm)
+
+
+def replay_job(
+    path: Path, config: VLMConfig, client: ClientOptions, output_dir: Path, logs: LogOptions
+) -> int:
+    """``vlmcap caption/qa --replay FILE``: ``run_replay`` with the job's logging (its run log
+    in OUTPUT_DIR/logs, named ``replay-<time>.log``)."""
+    from vlmcap.debug.logging import LOGS_DIR, job_logging
+
+    with job_logging(logs, output_dir / LOGS_DIR, "replay"):
+        return run_replay(path, config, client)

@@ -15,6 +15,10 @@ server is gone, so the remaining items are left for a resume), while a timeout, 
 only that item (as do repeated aborts). Bounded concurrency is the caller's job
 (the loop driver keeps at most ``concurrency`` requests in flight).
 
+A ``ChatReply`` keeps the reply as received (``raw``), its token ids when the request asked for
+them (vLLM's ``return_token_ids``) and its token logprobs (``Sampling.logprobs``), for debug
+dumps and ``logprobs.jsonl``.
+
 Every attempt runs under an ``OutageWatch`` (``vlmcap.client.outage``): attempts in flight to a
 server that stopped listening are given up and retried like connection errors.
 """
@@ -33,6 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from vlmcap.client import ServedModelError, ServerAuthError, ServerUnavailableError
 from vlmcap.client.messages import MediaEncoding
 from vlmcap.client.outage import WATCH_INTERVAL_S, OutageWatch, ServerLost
+from vlmcap.debug.logprobs import from_openai
 from vlmcap.options.network import (
     AUTO_MODEL,
     DEFAULT_CONCURRENCY,
@@ -42,6 +47,8 @@ from vlmcap.options.network import (
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
+
+    from vlmcap.core.request import TokenLogprob
 
 logger = logging.getLogger(__name__)
 
@@ -104,13 +111,17 @@ class ClientConfig:
 
 @dataclass(frozen=True)
 class ChatReply:
-    """The parts of a chat completion a record needs."""
+    """The parts of a chat completion a record needs, and the reply itself (``raw``: the
+    ``openai`` ``ChatCompletion`` as received, for debug dumps)."""
 
     text: str
     finish_reason: str | None
     prompt_tokens: int
     completion_tokens: int
     attempts: int = 1
+    token_ids: tuple[int, ...] = ()  # only when the server was asked for them
+    logprobs: tuple[TokenLogprob, ...] | None = None  # only when the sampling asked for them
+    raw: Any = field(default=None, repr=False, compare=False)
 
 
 class RequestFailed(Exception):
@@ -225,12 +236,17 @@ class ServerClient:
             usage = response.usage
             if choice is not None and choice.finish_reason == "abort":
                 raise Aborted("the server aborted the request (was it shutting down?)")
+            token_ids = tuple(getattr(choice, "token_ids", None) or ())
+            content = getattr(getattr(choice, "logprobs", None), "content", None)
             return ChatReply(
                 text=(choice.message.content or "") if choice is not None else "",
                 finish_reason=str(choice.finish_reason) if choice is not None else None,
                 prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
                 completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
                 attempts=attempts,
+                token_ids=token_ids,
+                logprobs=from_openai(content, token_ids),
+                raw=response,
             )
 
         return await self._retrying(f"request {request_id or ''}".strip(), call)

@@ -9,13 +9,17 @@ Flow trace (the loop driver, ``vlmcap.core.loop``, calls ``submit`` and ``collec
                                                #   them from the record's scratch)
         plugin.chat_messages(request, groups)  #   the same ModelRequest the engine gets
         client.chat(messages, sampling)        #   retries inside (openai_client)
-        -> Finished(Completion)                #   a failed request: Completion.failed(reason)
+        -> Finished(Completion)                #   a failed request: Completion.failed(reason);
+                                               #   the reply itself in Completion.output
     collect(timeout)                           # replies so far; waits up to ``timeout``
     a ServerError (server gone, key refused) is raised by collect and stops the run; requests
     in flight are dropped unwritten, so a resume redoes them
 
 Records are the offline engine's: same lifecycle, same meaning (empty text = failed, finish
 reason ``length`` = ok but truncated), so outputs, resume and the summary are shared.
+
+``detail=True`` (debug dumps, replays) also asks the server for the output's token ids and the
+prompt it rendered (vLLM's ``return_token_ids`` / ``return_prompt_text``).
 """
 
 from __future__ import annotations
@@ -46,8 +50,10 @@ logger = logging.getLogger(__name__)
 CLOSE_TIMEOUT_S = 30.0
 #: Seconds to wait for the client thread to end after its loop stopped.
 JOIN_TIMEOUT_S = 10.0
-#: Key of the encoded media in a record's scratch.
-_ENCODED = "server.encoded_media"
+#: Key of the encoded media in a record's scratch: ``(media, EncodedMedia)``.
+ENCODED_MEDIA = "server.encoded_media"
+#: vLLM's own chat-completion fields that ``detail`` turns on.
+DETAIL_FIELDS = {"return_token_ids": True, "return_prompt_text": True}
 
 
 def video_mode(plugin: VLMPlugin, config: VLMConfig, settings: ClientConfig) -> VideoMode:
@@ -61,9 +67,12 @@ def video_mode(plugin: VLMPlugin, config: VLMConfig, settings: ClientConfig) -> 
 class ServerTransport:
     """Chat completions to ``settings.url``; ``settings.model`` must be resolved (``connect``)."""
 
-    def __init__(self, settings: ClientConfig, plugin: VLMPlugin, config: VLMConfig) -> None:
+    def __init__(
+        self, settings: ClientConfig, plugin: VLMPlugin, config: VLMConfig, *, detail: bool = False
+    ) -> None:
         self.settings = settings
         self.plugin = plugin
+        self.detail = detail
         self.video: VideoMode = video_mode(plugin, config, settings)
         limits = plugin.engine_overrides(config).get("limit_mm_per_prompt")
         self.max_images = limits.get("image") if isinstance(limits, dict) else None
@@ -110,7 +119,7 @@ class ServerTransport:
         """The request's media as content parts, encoded once per record (off the loop)."""
         scratch = request.record.scratch
         media = request.request.media
-        cached = scratch.get(_ENCODED)
+        cached = scratch.get(ENCODED_MEDIA)
         if cached is not None and cached[0] is media:
             return cached[1]
         encoded = await asyncio.to_thread(
@@ -121,7 +130,7 @@ class ServerTransport:
             video=self.video,
             max_images=self.max_images,
         )
-        scratch[_ENCODED] = (media, encoded)
+        scratch[ENCODED_MEDIA] = (media, encoded)
         return encoded
 
     async def _ask(self, request: StageRequest) -> Finished:
@@ -132,10 +141,13 @@ class ServerTransport:
             messages = self.plugin.chat_messages(request.request, media.groups)
         except Exception as exc:  # noqa: BLE001 - a bad item fails alone
             return Finished(rid, Completion.failed(f"cannot build request: {describe_error(exc)}"))
+        sampling = request.sampling.to_openai()
+        if self.detail:
+            sampling["extra_body"].update(DETAIL_FIELDS)
         try:
             reply = await self.client.chat(
                 messages,
-                request.sampling.to_openai(),
+                sampling,
                 model=self.settings.model,
                 media_io_kwargs=media.media_io_kwargs,
                 request_id=rid,
@@ -155,6 +167,9 @@ class ServerTransport:
                 finish_reason=reply.finish_reason,
                 prompt_tokens=reply.prompt_tokens,
                 output_tokens=reply.completion_tokens,
+                token_ids=reply.token_ids,
+                logprobs=reply.logprobs,
+                output=reply.raw,
             ),
         )
 

@@ -5,9 +5,12 @@ Flow trace of one item (the loop driver calls these; a transport runs the reques
     lifecycle.new_record(item)          -> Record (pending), prompt = item's or the run's
     lifecycle.first(record)             -> StageRequest of stage 1: plugin.make_request
                                            (None: the request cannot be built; record failed)
+                                           debugger.prepare: its sampling (logprobs for the
+                                           run's first N), whether it is dumped
     transport runs it                   -> Completion
     lifecycle.settle(record, completion)
         tokens, finish reason, first-token time
+        debugger.settled                -> log entry, dump, logprobs line (debug switches)
         error / no text                 -> failed, with the reason
         plugin.decode(completion)       -> text (a decoder error or empty text: failed)
         stage 1 and stage 2 on          -> True: lifecycle.second(record) is next
@@ -15,7 +18,9 @@ Flow trace of one item (the loop driver calls these; a transport runs the reques
     lifecycle.second(record)            -> StageRequest of stage 2: plugin.make_stage2_request
 
 Everything here works on one record at a time and turns any exception into that record's
-failure, which is how one bad item never sinks a batch.
+failure, which is how one bad item never sinks a batch. The debugger
+(``vlmcap.debug.request_dump.RequestDebugger``, optional) is consulted on the loop's thread;
+without one (and without ``VLMCAP_DEBUG_REQUESTS``) nothing extra happens per request.
 """
 
 from __future__ import annotations
@@ -26,13 +31,12 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-from vlmcap import envs
 from vlmcap.core.request import FINISHED_WITH_TEXT, Completion, ModelRequest, Sampling, StageRequest
-from vlmcap.debug.request_dump import debug_request
 from vlmcap.records import Item, Record, Status
 
 if TYPE_CHECKING:
     from vlmcap.config import VLMConfig
+    from vlmcap.debug.request_dump import RequestDebugger
     from vlmcap.plugins.base import VLMPlugin
 
 logger = logging.getLogger(__name__)
@@ -52,11 +56,19 @@ def describe_error(exc: BaseException) -> str:
 
 
 class Lifecycle:
-    """Creates the records of one run, builds their requests and settles their outcomes."""
+    """Creates the records of one run, builds their requests and settles their outcomes.
 
-    def __init__(self, plugin: VLMPlugin, config: VLMConfig) -> None:
+    ``debugger``: the run's ``RequestDebugger`` (None: the log-only one of
+    ``VLMCAP_DEBUG_REQUESTS=1``, or none)."""
+
+    def __init__(
+        self, plugin: VLMPlugin, config: VLMConfig, debugger: RequestDebugger | None = None
+    ) -> None:
+        from vlmcap.debug.request_dump import RequestDebugger
+
         self.plugin = plugin
         self.config = config
+        self.debugger = debugger if debugger is not None else RequestDebugger.from_env(plugin)
         self.default_prompt = plugin.prompt(config.prompt_style, config.prompt_text)
         self._sampling: dict[int, Sampling] = {}
         self._ids = itertools.count()
@@ -102,8 +114,11 @@ class Lifecycle:
         item = self._item(record)
         record.status = stage
         record.request = request
-        record.sampling = self.sampling(item.max_tokens)
-        return StageRequest(record, stage, request, record.sampling)
+        staged = StageRequest(record, stage, request, self.sampling(item.max_tokens))
+        if self.debugger is not None:
+            staged.sampling = self.debugger.prepare(staged)
+        record.sampling = staged.sampling
+        return staged
 
     @staticmethod
     def _item(record: Record) -> Item:
@@ -137,8 +152,8 @@ class Lifecycle:
             record.timings.first_token = completion.first_token_at
         else:
             record.finish_reason = reason
-        if envs.debug_requests():
-            debug_request(record, completion)
+        if self.debugger is not None:
+            self.debugger.settled(record, stage, completion)
         if completion.error is not None:
             record.fail(completion.error, now)
             return False

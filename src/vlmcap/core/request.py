@@ -9,7 +9,9 @@ Both transports derive their input from it through the same plugin:
     a server        plugin.chat_messages(request, parts)       placeholders -> data-URL parts
 
 ``Sampling`` is built once per run and turned into ``vllm.SamplingParams`` or chat-completion
-fields. ``Completion`` is a finished request as every transport reports it.
+fields (``logprobs`` set: the top-K logprobs of every output token are asked for too).
+``Completion`` is a finished request as every transport reports it, with those logprobs as
+``TokenLogprob`` entries when they were asked for.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class Sampling:
     repetition_penalty: float
     max_tokens: int
     seed: int
+    logprobs: int | None = None  # top-K logprobs per output token (None: none)
 
     @classmethod
     def from_config(cls, config: VLMConfig, max_tokens: int | None = None) -> Sampling:
@@ -83,17 +86,22 @@ class Sampling:
             repetition_penalty=self.repetition_penalty,
             max_tokens=self.max_tokens,
             seed=self.seed,
+            logprobs=self.logprobs,
         )
 
     def to_openai(self) -> dict[str, Any]:
         """Chat-completion fields (vLLM's own ones in ``extra_body``)."""
-        return {
+        fields: dict[str, Any] = {
             "temperature": self.temperature,
             "top_p": self.top_p,
             "max_tokens": self.max_tokens,
             "seed": self.seed,
             "extra_body": {"repetition_penalty": self.repetition_penalty},
         }
+        if self.logprobs is not None:
+            fields["logprobs"] = True
+            fields["top_logprobs"] = self.logprobs
+        return fields
 
 
 @dataclass
@@ -112,13 +120,39 @@ class StageRequest:
 
 
 @dataclass(frozen=True)
+class TopLogprob:
+    """One candidate token at one output position."""
+
+    token: str
+    logprob: float
+    token_id: int | None = None  # None where the transport does not say (a server)
+    rank: int | None = None  # 1 for the most likely token, where known
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """The chosen token at one output position and the candidates the transport reported.
+
+    ``top`` is ordered most likely first; the engine may add the chosen token to its top K
+    (then it holds K + 1 entries), so readers that want K take ``top[:K]``.
+    """
+
+    token: str
+    logprob: float | None
+    token_id: int | None = None
+    rank: int | None = None
+    top: tuple[TopLogprob, ...] = ()
+
+
+@dataclass(frozen=True)
 class Completion:
     """A finished request as a transport reports it.
 
     ``error`` set: the transport could not get an answer (the server refused the request, it
     timed out...): the record fails with that reason. Otherwise ``finish_reason`` says whether
-    ``text`` is usable (``stop``/``length``). ``output`` keeps the transport's own object (vLLM's
-    ``RequestOutput``) for debug dumps.
+    ``text`` is usable (``stop``/``length``). ``logprobs``: one entry per output token when the
+    request asked for them (``Sampling.logprobs``), else None. ``output`` keeps the transport's
+    own object (vLLM's ``RequestOutput``, the server's ``ChatCompletion``) for debug dumps.
     """
 
     text: str = ""
@@ -129,6 +163,7 @@ class Completion:
     first_token_at: float | None = None  # wall-clock time of the first output token
     queue_s: float | None = None  # waiting in the engine before being scheduled, where known
     error: str | None = None
+    logprobs: tuple[TokenLogprob, ...] | None = field(default=None, repr=False)
     output: Any = field(default=None, repr=False, compare=False)
 
     @classmethod

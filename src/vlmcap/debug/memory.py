@@ -206,6 +206,7 @@ class MemoryReport:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(JOIN_S)
+            self.poll()  # items done since its last look (a run shorter than its poll interval)
         self.checkpoint(END)
         try:
             self.save()

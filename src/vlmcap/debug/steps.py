@@ -1,12 +1,14 @@
 """What runs after every step of the offline engine: ``--log-steps`` and the profiler.
 
 ``step_hooks(config, llm)`` is the list ``vlmcap.engine.offline`` gives the engine transport;
-each hook gets a ``vlmcap.engine.transport.StepInfo``.
+each hook gets a ``vlmcap.engine.transport.StepInfo``. ``close_hooks(hooks)`` ends them when
+the run ends (the profiler stops a profile still on, then summarises its traces).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -37,4 +39,16 @@ def step_hooks(config: VLMConfig, llm: LLM) -> list[StepHook]:
     hooks: list[StepHook] = []
     if config.log_steps:
         hooks.append(log_step)
+    if config.profile is not None:
+        from vlmcap.debug.profiler import EngineProfiler
+
+        hooks.append(EngineProfiler.from_config(config, llm))
     return hooks
+
+
+def close_hooks(hooks: Sequence[StepHook]) -> None:
+    """The run is over: call ``close()`` of every hook that has one (in order)."""
+    for hook in hooks:
+        close = getattr(hook, "close", None)
+        if callable(close):
+            close()

@@ -41,6 +41,8 @@ def engine_env(config: VLMConfig) -> dict[str, str]:
 def engine_kwargs(plugin: VLMPlugin, config: VLMConfig) -> dict[str, Any]:
     """Keyword arguments for ``vllm.LLM``: shared defaults < plugin overrides < config.engine_args.
 
+    With ``config.profile``, ``profiler_config`` configures vLLM's torch profiler to write into
+    that folder (absolute; ``vlmcap.debug.profiler``), for the offline engine and the server.
     Also applies CPU-backend defaults (a small KV cache, a low memory fraction) when vLLM runs
     on the CPU, so the same config works on a laptop, in CI and on a GPU node.
     """
@@ -77,5 +79,9 @@ def engine_kwargs(plugin: VLMPlugin, config: VLMConfig) -> dict[str, Any]:
         }
     kwargs.update(plugin.engine_overrides(config))
     kwargs.update(config.engine_args)
+    if config.profile is not None:
+        from vlmcap.debug.profiler import merge_profiler_config
+
+        merge_profiler_config(kwargs, config)  # vLLM's torch profiler, writing into the DIR
     logger.debug("vllm.LLM kwargs: %s", kwargs)
     return kwargs

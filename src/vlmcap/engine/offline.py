@@ -9,7 +9,8 @@
 
 ``config.inflight_batching`` picks the loop: the shared driver (``vlmcap.core.loop``) over
 ``EngineTransport`` (the default), or fixed batches (``batching.py``). Both give the same
-records for the same items and seed.
+records for the same items and seed. ``debugger`` (a ``vlmcap.debug.request_dump.RequestDebugger``)
+sees every request of either loop: dumps, logprobs.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from vllm import LLM
 
     from vlmcap.config import VLMConfig
+    from vlmcap.debug.request_dump import RequestDebugger
     from vlmcap.plugins.base import VLMPlugin
 
 logger = logging.getLogger(__name__)
@@ -48,15 +50,18 @@ def iter_records(
     plugin: VLMPlugin,
     config: VLMConfig,
     stats: LoopStats | None = None,
+    *,
+    debugger: RequestDebugger | None = None,
 ) -> Iterator[Record]:
     """Yield one finished record (``ok`` or ``failed``) per item as soon as it is done.
 
     Items are pulled lazily, so a generator of decoded media keeps memory bounded. ``stats``
-    (optional) is filled with the run's engine-busy and input-wait times.
+    (optional) is filled with the run's engine-busy and input-wait times; ``debugger``
+    (optional) dumps requests and keeps logprobs as the run's debug switches say.
     """
-    from vlmcap.debug.steps import step_hooks
+    from vlmcap.debug.steps import close_hooks, step_hooks
 
-    lifecycle = Lifecycle(plugin, config)
+    lifecycle = Lifecycle(plugin, config, debugger)
     if not config.inflight_batching:
         if config.log_steps or config.profile is not None:
             logger.warning("--log-steps and --profile need the in-flight loop: ignored")
@@ -68,6 +73,7 @@ def iter_records(
         yield from drive(items, transport, lifecycle, stats)
     finally:
         transport.close()
+        close_hooks(hooks)  # a profile still on stops here, and its top operators are logged
 
 
 def caption_items(

@@ -29,7 +29,10 @@ logger = logging.getLogger(__name__)
 
 
 def completion_of(output: RequestOutput) -> Completion:
-    """A finished vLLM output as a ``Completion`` (the first of its completions)."""
+    """A finished vLLM output as a ``Completion`` (the first of its completions), with its
+    token logprobs when the request asked for them."""
+    from vlmcap.debug.logprobs import from_vllm
+
     first = output.outputs[0] if output.outputs else None
     metrics = getattr(output, "metrics", None)
     arrival = getattr(metrics, "arrival_time", 0.0)
@@ -44,6 +47,7 @@ def completion_of(output: RequestOutput) -> Completion:
         token_ids=tuple(first.token_ids or ()) if first is not None else (),
         first_token_at=arrival + latency if arrival and latency else None,
         queue_s=scheduled - queued if queued and scheduled >= queued else None,
+        logprobs=from_vllm(first) if first is not None else None,
         output=output,
     )
 

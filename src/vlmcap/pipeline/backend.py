@@ -3,12 +3,15 @@
 The pipeline (decode, resume, outputs, progress) is written once against ``Backend``; both
 backends run the same lifecycle and, in-flight, the same loop driver (``vlmcap.core.loop``):
 only the transport differs. A Ray actor holding an engine is the next transport.
+
+``debugger`` (optional, ``RequestDebugger.from_config``) goes to the lifecycle of every run:
+request dumps, logprobs, on either backend.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from vlmcap.core.lifecycle import Lifecycle
@@ -22,6 +25,7 @@ if TYPE_CHECKING:
 
     from vlmcap.client.openai_client import ClientConfig
     from vlmcap.config import VLMConfig
+    from vlmcap.debug.request_dump import RequestDebugger
     from vlmcap.plugins.base import VLMPlugin
 
 
@@ -40,9 +44,12 @@ class OfflineBackend:
     llm: LLM
     plugin: VLMPlugin
     config: VLMConfig
+    debugger: RequestDebugger | None = field(default=None, kw_only=True)
 
     def run(self, items: Iterable[Item], stats: LoopStats) -> Iterator[Record]:
-        return iter_records(items, self.llm, self.plugin, self.config, stats)
+        return iter_records(
+            items, self.llm, self.plugin, self.config, stats, debugger=self.debugger
+        )
 
 
 @dataclass
@@ -52,12 +59,19 @@ class ServerBackend:
     settings: ClientConfig
     plugin: VLMPlugin
     config: VLMConfig
+    debugger: RequestDebugger | None = field(default=None, kw_only=True)
 
     def run(self, items: Iterable[Item], stats: LoopStats) -> Iterator[Record]:
         from vlmcap.client.transport import ServerTransport
 
-        transport = ServerTransport(self.settings, self.plugin, self.config)
+        debugger = self.debugger
+        transport = ServerTransport(
+            self.settings, self.plugin, self.config, detail=debugger is not None
+        )
+        if debugger is not None:
+            debugger.via_server(self.settings.encoding, transport.video, transport.max_images)
+        lifecycle = Lifecycle(self.plugin, self.config, debugger)
         try:
-            yield from drive(items, transport, Lifecycle(self.plugin, self.config), stats)
+            yield from drive(items, transport, lifecycle, stats)
         finally:
             transport.close()

@@ -3,7 +3,10 @@
 The server's engine arguments come from ``engine.args.engine_kwargs``, the one place that
 turns a config and a plugin into vLLM engine arguments (so the CPU settings, multimodal limits
 and processor kwargs are the offline engine's), translated into command-line flags with vLLM's
-own argument parser (``--flag`` / ``--no-flag`` / JSON for dicts). On top of them::
+own argument parser (``--flag`` / ``--no-flag`` / JSON for dicts). ``--profile DIR`` is one of
+them: ``--profiler-config {"profiler":"torch","torch_profiler_dir":DIR,...}`` (DIR absolute),
+which also gives the server ``POST /start_profile`` and ``POST /stop_profile``
+(``vlmcap.debug.profiler.ServerProfiler`` drives them). On top of them::
 
     --served-model-name VARIANT        clients ask for the plugin variant, not a path
     --host / --port

@@ -1,0 +1,48 @@
+"""``vlmcap caption --profile DIR`` through ``vlmcap serve --profile DIR``: the client starts
+and stops the real server's torch profiler (its ``/start_profile`` and ``/stop_profile``)."""
+
+from __future__ import annotations
+
+from tests.client.conftest import API_KEY
+from tests.conftest import engine_config
+from vlmcap.core.progress import Progress
+from vlmcap.debug.profiler import find_traces, load_trace, profiled_steps
+from vlmcap.debug.server_profiler import ServerProfiler
+
+
+def test_client_profiles_the_first_requests_on_the_server(server, tmp_path):
+    from vlmcap.client.connect import connect
+    from vlmcap.client.openai_client import ClientConfig
+    from vlmcap.media.inputs import discover
+    from vlmcap.pipeline.backend import ServerBackend
+    from vlmcap.pipeline.caption import caption_files
+    from vlmcap.plugins.registry import get_plugin
+    from vlmcap.tiny.synthetic import make_dataset
+
+    assert server.profile_dir is not None
+    make_dataset(tmp_path / "media", n_images=6, n_videos=0, seed=5)
+    (tmp_path / "media" / "ground_truth.jsonl").unlink(missing_ok=True)
+    files = discover([tmp_path / "media"]).files
+    config = engine_config(
+        server.model_path, profile=server.profile_dir, profile_steps=2, max_output_tokens=8
+    )
+    plugin = get_plugin(config.model, config.model_path)
+    settings = connect(ClientConfig(url=server.url, api_key=API_KEY, concurrency=2), config)
+    backend = ServerBackend(settings, plugin, config)
+
+    live = Progress()
+    profiler = ServerProfiler.from_config(config, settings.url, settings.resolved_api_key)
+    assert profiler.follow(live) and profiler.running
+    try:
+        summary = caption_files(files, backend, plugin, config, tmp_path / "out", live=live)
+    finally:
+        traces = profiler.finish()
+    assert summary.ok == len(files)
+    assert profiler.stopped_after is not None and profiler.stopped_after >= 2  # by the watcher
+    assert traces and traces == find_traces(server.profile_dir, profiler.prefix)
+    for path in traces:
+        assert load_trace(path)["traceEvents"]
+    assert profiled_steps(traces) > 0  # the engine worker's trace is among them
+    assert profiler.summary is not None
+    assert any(op.name.startswith("aten::") and op.self_us > 0 for op in profiler.summary.ops)
+    assert not profiler.running and profiler.finish() == traces
