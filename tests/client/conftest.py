@@ -1,9 +1,9 @@
 """One real ``vlmcap serve`` (vLLM's OpenAI server on the tiny model) for the client tests.
 
 Started once per session as a subprocess on 127.0.0.1 with a free port, an API key and a URL
-file, and ``--profile`` (vLLM's profiler configured, idle until a client starts it); stopped
-(SIGTERM, then SIGKILL) at the end. ``LiveServer.restart`` lets the fault test
-kill it and start a new one on the same port, so at most one server runs at any time.
+file; stopped (SIGTERM, then SIGKILL) at the end. ``LiveServer.restart`` lets the fault test
+kill it and start a new one on the same port, so at most one session server runs at any time
+(``running_server`` also starts a module's own, e.g. one with ``--profile``).
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ def live_server(
     tiny_model_path: Path, cache_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
     root = tmp_path_factory.mktemp("server")
-    yield from running_server(tiny_model_path, cache_dir, root, profile=True)
+    yield from running_server(tiny_model_path, cache_dir, root)
 
 
 @pytest.fixture

@@ -1,16 +1,37 @@
 """``vlmcap caption --profile DIR`` through ``vlmcap serve --profile DIR``: the client starts
-and stops the real server's torch profiler (its ``/start_profile`` and ``/stop_profile``)."""
+and stops the real server's torch profiler (its ``/start_profile`` and ``/stop_profile``).
+
+The profiled server is this module's own: with vLLM 0.32 a server started with a profiler
+configuration reported no running requests in ``/metrics`` under load (seen in
+``tests/client/test_monitor_server.py``), so the session server runs without one.
+"""
 
 from __future__ import annotations
 
-from tests.client.conftest import API_KEY
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.client.conftest import API_KEY, LiveServer, running_server
 from tests.conftest import engine_config
 from vlmcap.core.progress import Progress
 from vlmcap.debug.profiler import find_traces, load_trace, profiled_steps
 from vlmcap.debug.server_profiler import ServerProfiler
 
 
-def test_client_profiles_the_first_requests_on_the_server(server, tmp_path):
+@pytest.fixture(scope="module")
+def profiled_server(
+    tiny_model_path: Path, cache_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    root = tmp_path_factory.mktemp("profiled-server")
+    yield from running_server(tiny_model_path, cache_dir, root, profile=True)
+
+
+def test_client_profiles_the_first_requests_on_the_server(
+    profiled_server: LiveServer, tmp_path: Path
+):
+    server = profiled_server
     from vlmcap.client.connect import connect
     from vlmcap.client.openai_client import ClientConfig
     from vlmcap.media.inputs import discover

@@ -19,6 +19,7 @@ import pytest
 
 from tests.runtime.procs import kill_all, snapshot, survivors, wait_for
 from vlmcap.runtime import processes
+from vlmcap.runtime.watcher import CHILDREN_POLL_S
 
 TREE = Path(__file__).with_name("tree.py")
 #: Seconds for the tree to come up (interpreter starts on a busy 2-core machine).
@@ -32,6 +33,11 @@ TREE_SIZE = 3
 #: Base of the sleep time that marks the ``sleep`` of the fork-then-SIGKILL test.
 SUICIDE_SLEEP_S = 7000
 STRAY_POLL_S = 0.1
+#: A program the guarded process starts by fork+exec (multiprocessing's spawn) is seen by the
+#: watcher's next look at its children, within ``CHILDREN_POLL_S``: the escape window its
+#: docstring names. On a fast machine this tree is up and "ready" inside that window, so the
+#: kill waits two looks (an engine start takes seconds, far longer).
+WATCHER_LOOKS_S = 2 * CHILDREN_POLL_S
 
 
 def start_tree(method: str, guard: str, end: str = "wait") -> subprocess.Popen[str]:
@@ -70,6 +76,7 @@ def test_sigkill_of_the_parent_stops_the_whole_tree(method: str) -> None:
         others = [p for p in recorded.values() if not processes.is_resource_tracker(p)]
         assert len(others) == TREE_SIZE + 1, [processes.describe(p) for p in others]
         assert len(watchers(recorded)) == 1
+        time.sleep(WATCHER_LOOKS_S)
         os.kill(parent.pid, signal.SIGKILL)
         start = time.monotonic()
         left = survivors(recorded, GONE_WITHIN_S)
@@ -165,6 +172,7 @@ def test_a_parent_that_exits_without_cleaning_up_leaves_nothing() -> None:
     try:
         parent = start_tree("spawn", "guard", end="exit")
         recorded = tree_of(parent)
+        time.sleep(WATCHER_LOOKS_S)
         _, err = parent.communicate("exit\n", timeout=GONE_WITHIN_S)
         assert parent.returncode == 0
         assert "ended without stopping" in err, err
@@ -194,3 +202,21 @@ def _is_watcher(pid: int) -> bool:
         return processes.alive(proc) and "vlmcap.runtime.watcher" in processes.command_line(proc)
     except psutil.Error:
         return False
+
+
+@pytest.mark.parametrize("children_files", [True, False])
+def test_the_child_scanner_sees_a_new_child_with_or_without_proc_children_files(
+    children_files: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kernels built without CONFIG_PROC_CHILDREN have no /proc/PID/task/TID/children: the
+    scanner then reads the parent of each new pid instead."""
+    monkeypatch.setattr(processes, "_CHILDREN_FILES", children_files and processes._CHILDREN_FILES)
+    scanner = processes.ChildScanner()
+    before = set(scanner.children(os.getpid()))
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert child.pid in set(scanner.children(os.getpid())) - before
+    finally:
+        child.kill()
+        child.wait()
+    assert child.pid not in scanner.children(os.getpid())

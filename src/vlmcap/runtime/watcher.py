@@ -3,7 +3,8 @@
 It runs beside the guarded process (as its child, in a session of its own) and:
 
 1. records the guarded process's descendants (pid + creation time, ``processes.ProcessId``):
-   its direct children ten times a second (a few reads in ``/proc``), the whole tree often while
+   its direct children ten times a second (a few reads in ``/proc``, on every kernel:
+   ``processes.ChildScanner``), the whole tree often while
    it changes and less often once it is stable, and every child the guarded process forks the
    moment that child reports itself on the fork pipe;
 2. waits for the guarded process to end: its life pipe reaches end-of-file when the kernel
@@ -58,6 +59,7 @@ class Watch:
         self.known: dict[int, float] = {}  # pid -> creation time
         self._own_pid = os.getpid()
         self._partial = b""
+        self._scanner = processes.ChildScanner()
 
     def parent_gone(self) -> bool:
         """True once the guarded process has ended (this process was re-parented)."""
@@ -78,7 +80,7 @@ class Watch:
 
     def record_children(self) -> bool:
         """Add the guarded process's new direct children (the fast look); True if any."""
-        pids = processes.direct_children(self.parent.pid)
+        pids = self._scanner.children(self.parent.pid)
         changed = False
         for pid in pids or ():
             if pid not in self.known:
