@@ -16,8 +16,8 @@ import pytest
 from tests.client.conftest import API_KEY, LiveServer, running_server
 from tests.conftest import engine_config
 from vlmcap.core.progress import Progress
-from vlmcap.debug.profiler import find_traces, load_trace, profiled_steps
 from vlmcap.debug.server_profiler import ServerProfiler
+from vlmcap.debug.traces import find_traces, load_trace, profiled_steps
 
 
 @pytest.fixture(scope="module")

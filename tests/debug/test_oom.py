@@ -21,7 +21,8 @@ from tests.conftest import engine_config
 from tests.monitor.test_gpu import fake_nvml
 from vlmcap.config import VLMConfig
 from vlmcap.debug.memory import MemoryReport
-from vlmcap.debug.oom import KVCACHE_ENV, OOM_LABEL, classify_oom, oom_advice
+from vlmcap.debug.oom import KVCACHE_ENV, OOM_LABEL, oom_advice
+from vlmcap.debug.oom_kinds import classify_oom
 from vlmcap.options.media import MediaOptions
 
 #: Bytes far beyond any machine's memory: the allocation fails at once.

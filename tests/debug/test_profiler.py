@@ -23,8 +23,10 @@ from vlmcap.config import VLMConfig
 from vlmcap.core import Lifecycle
 from vlmcap.core.loop import drive
 from vlmcap.core.progress import Progress
-from vlmcap.debug.profiler import (
-    EngineProfiler,
+from vlmcap.debug.profiler import EngineProfiler
+from vlmcap.debug.server_profiler import ServerProfiler
+from vlmcap.debug.steps import close_hooks, step_hooks
+from vlmcap.debug.traces import (
     OpStat,
     TraceError,
     find_traces,
@@ -34,8 +36,6 @@ from vlmcap.debug.profiler import (
     summarise,
     top_operators,
 )
-from vlmcap.debug.server_profiler import ServerProfiler
-from vlmcap.debug.steps import close_hooks, step_hooks
 from vlmcap.engine.transport import EngineTransport, StepInfo
 from vlmcap.records import Item, Record, Status
 
@@ -93,7 +93,7 @@ def test_offline_profile_records_exactly_the_asked_steps(
     steps = StepLog()
     hooks = [steps, *step_hooks(config, llm)]
     profiler = profiler_of(hooks)
-    with caplog.at_level(logging.INFO, logger="vlmcap.debug.profiler"):
+    with caplog.at_level(logging.INFO, logger="vlmcap.debug"):
         records = run_with_hooks(images(6), llm, plugin, config, hooks)
     assert all(r.status == Status.OK for r in records)
     assert len(steps.steps) > 3 * STEPS  # long enough for warm-up, window and the wait
@@ -157,7 +157,7 @@ def test_a_run_shorter_than_the_warm_up_profiles_nothing(
     config = engine_config(tiny_model_path, profile=profile_root, profile_steps=500)
     hooks = step_hooks(config, llm)
     profiler = profiler_of(hooks)
-    with caplog.at_level(logging.WARNING, logger="vlmcap.debug.profiler"):
+    with caplog.at_level(logging.WARNING, logger="vlmcap.debug"):
         records = run_with_hooks(images(1), llm, plugin, config, hooks)
     assert records[0].status == Status.OK
     assert profiler.started_after is None and profiler.close() == []
@@ -248,7 +248,7 @@ def test_a_server_that_cannot_profile_leaves_the_run_alone(caplog):
     from tests.client.conftest import free_port
 
     profiler = ServerProfiler(f"http://127.0.0.1:{free_port()}/v1", steps=2, timeout_s=2)
-    with caplog.at_level(logging.WARNING, logger="vlmcap.debug.profiler"):
+    with caplog.at_level(logging.WARNING, logger="vlmcap.debug"):
         assert profiler.follow(Progress()) is False
     assert "not profiling" in caplog.text and not profiler.running
     assert profiler.finish() == []

@@ -25,15 +25,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from vlmcap.debug.profiler import (
-    DEFAULT_TOP,
-    ProfileSummary,
-    find_traces,
-    log_summary,
-    new_prefix,
-    profile_dir,
-    summarise,
-)
+from vlmcap.debug.profiler import new_prefix, profile_dir
+from vlmcap.debug.traces import DEFAULT_TOP, ProfileSummary, find_traces, log_summary, summarise
 
 if TYPE_CHECKING:
     from vlmcap.config import VLMConfig
