@@ -29,7 +29,7 @@ from vlmcap.monitor.prometheus import parse_text
 from vlmcap.monitor.vllm_metrics import KV_CACHE_USAGE, engine_readings, not_exposed
 from vlmcap.runtime.processes import is_vllm
 
-CONCURRENT = 12
+CONCURRENT = 32
 #: Tokens per long request: the batch would run for many seconds on the tiny model (it is
 #: cancelled as soon as a snapshot saw it).
 LONG_TOKENS = 1900
@@ -70,13 +70,30 @@ def _chat(client: openai.AsyncOpenAI, i: int, max_tokens: int) -> Any:
     )
 
 
+async def _stream(client: openai.AsyncOpenAI, i: int, max_tokens: int) -> int:
+    """A streamed chat, read to its end; its chunk count. (Streamed: vLLM's API server then
+    writes to the socket as tokens come, which lets it answer /metrics meanwhile; with
+    non-streamed long requests a warm server answered no HTTP request until they were done.)"""
+    stream = await client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": f"describe picture {i}"}],
+        max_tokens=max_tokens,
+        extra_body={"ignore_eos": True},
+        stream=True,
+    )
+    chunks = 0
+    async for _ in stream:
+        chunks += 1
+    return chunks
+
+
 async def _watch_long_requests(source: ServerSource) -> list[HealthSnapshot]:
     """Snapshots while long requests run, until one is busy and a rate showed tokens; the
     requests are then cancelled (the server aborts them)."""
     client = openai.AsyncOpenAI(
         base_url=source.name + "/v1", api_key=API_KEY, max_retries=0, timeout=300
     )
-    tasks = [asyncio.create_task(_chat(client, i, LONG_TOKENS)) for i in range(CONCURRENT)]
+    tasks = [asyncio.create_task(_stream(client, i, LONG_TOKENS)) for i in range(CONCURRENT)]
     seen: list[HealthSnapshot] = []
     deadline = time.monotonic() + WATCH_S
     try:

@@ -19,10 +19,9 @@ from vlmcap.client.connect import connect
 from vlmcap.client.openai_client import ClientConfig
 from vlmcap.core.stats import LoopStats
 from vlmcap.debug.logprobs import LOGPROBS_FILE
-from vlmcap.debug.replay import replay_dump
 from vlmcap.debug.request_dump import DEBUG_DIR, RequestDebugger
 from vlmcap.options import ClientOptions
-from vlmcap.pipeline.backend import OfflineBackend, ServerBackend
+from vlmcap.pipeline.backend import ServerBackend
 from vlmcap.plugins.registry import get_plugin
 from vlmcap.records import Item
 
@@ -80,9 +79,7 @@ def test_server_dump_holds_messages_prompt_and_reply(server, tiny_model_path, tm
         assert all(t["token_id"] is not None for t in row["tokens"])  # from return_token_ids
 
 
-def test_replay_through_the_server_reproduces_and_spots_an_edit(
-    server, engine, tiny_model_path, tmp_path
-):
+def test_replay_through_the_server_reproduces_and_spots_an_edit(server, tiny_model_path, tmp_path):
     config = greedy(tiny_model_path, debug_first=1)
     server_run(server, config, tmp_path)
     [dump] = dumps(tmp_path).values()
@@ -91,10 +88,8 @@ def test_replay_through_the_server_reproduces_and_spots_an_edit(
     out, buf = console()
     assert run_replay(path, greedy(tiny_model_path), client, console=out) == REPRODUCED
     assert "reproduced" in buf.getvalue()
-    # the same server dump replayed on the offline engine: same prompt, PNG pixels are exact
-    plugin, llm = engine
-    offline = replay_dump(path, OfflineBackend(llm, plugin, greedy(tiny_model_path)))
-    assert offline.diff.same_prompt_tokens is True
+    # (No offline replay of this dump here, so that the client tests start no offline engine;
+    # tests/debug replays offline dumps.)
     data = json.loads(path.read_text())
     data["output"]["text"] += " edited"
     path.write_text(json.dumps(data))
