@@ -59,7 +59,7 @@ class ServerProfiler:
     """A vLLM server's profiler, for the first ``steps`` requests of a client run.
 
     ``trace_dir`` is where this machine sees the server's ``--profile`` folder (None: nowhere);
-    the server names this session's traces ``prefix...``.
+    the server names this profile's traces ``prefix...``.
     """
 
     url: str
