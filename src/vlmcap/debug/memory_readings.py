@@ -16,6 +16,7 @@ from typing import Any
 
 import psutil
 
+from vlmcap.monitor.gpu import per_gpu
 from vlmcap.monitor.process import engine_processes
 from vlmcap.monitor.snapshot import ProcessMemory
 
@@ -95,27 +96,7 @@ def gpu_memory(pids: set[int]) -> tuple[list[GpuMemory], str | None]:
 
     ``([], why)`` without NVML or GPUs, as ``vlmcap.monitor.gpu.gpu_stats``.
     """
-    try:
-        import pynvml
-    except ImportError:
-        return [], "nvidia-ml-py is not installed"
-    nvml_error: type[BaseException] = pynvml.NVMLError
-    try:
-        pynvml.nvmlInit()
-    except nvml_error as exc:
-        return [], f"NVML unavailable (no NVIDIA GPU or driver here): {exc}"
-    try:
-        count = int(pynvml.nvmlDeviceGetCount())
-        return [_gpu(pynvml, nvml_error, i, pids) for i in range(count)], (
-            None if count else "NVML found no GPU"
-        )
-    except nvml_error as exc:
-        return [], f"NVML failed: {exc}"
-    finally:
-        try:
-            pynvml.nvmlShutdown()
-        except nvml_error as exc:
-            logger.debug("nvmlShutdown failed: %s", exc)
+    return per_gpu(lambda nvml, nvml_error, index: _gpu(nvml, nvml_error, index, pids))
 
 
 def _gpu(nvml: Any, nvml_error: type[BaseException], index: int, pids: set[int]) -> GpuMemory:

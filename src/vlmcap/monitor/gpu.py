@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from vlmcap.monitor.snapshot import GpuStats
 
@@ -19,8 +19,19 @@ logger = logging.getLogger(__name__)
 MILLIWATTS_PER_WATT = 1000.0
 
 
+T = TypeVar("T")
+#: ``read(nvml, nvml_error, index)``: one device's readings (``per_gpu``).
+DeviceReader = Callable[[Any, type[BaseException], int], T]
+
+
 def gpu_stats() -> tuple[list[GpuStats], str | None]:
     """``(gpus, None)``, or ``([], why there are no readings)``."""
+    return per_gpu(_device)
+
+
+def per_gpu(read: DeviceReader[T]) -> tuple[list[T], str | None]:
+    """``read`` on every GPU inside one NVML session: ``(readings, None)``, or
+    ``([], why there are none)`` (no ``nvidia-ml-py``, no driver, no device, NVML failing)."""
     try:
         import pynvml
     except ImportError:
@@ -34,7 +45,7 @@ def gpu_stats() -> tuple[list[GpuStats], str | None]:
         count = int(pynvml.nvmlDeviceGetCount())
         if count == 0:
             return [], "NVML found no GPU"
-        return [_device(pynvml, nvml_error, i) for i in range(count)], None
+        return [read(pynvml, nvml_error, i) for i in range(count)], None
     except nvml_error as exc:
         return [], f"NVML failed: {exc}"
     finally:

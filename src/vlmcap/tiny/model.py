@@ -22,7 +22,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from transformers import GenerationConfig, PreTrainedTokenizerBase, Qwen2_5_VLConfig
 
 logger = logging.getLogger(__name__)
+
+#: Written last into a built model folder: a folder that has it is complete.
+MARKER_FILE = "vlmcap_tiny.json"
 
 SPECIAL_TOKENS = (
     "<|endoftext|>",
@@ -315,6 +318,22 @@ def write_assets(
     return config
 
 
+def save_random_model(
+    model: Any, config: Any, out_dir: Path, init_std: float, marker: dict[str, Any]
+) -> None:
+    """Save a freshly initialised tiny model as bf16 safetensors with its generation config and
+    the ``MARKER_FILE`` (written last: a folder that has it is complete). Wide embeddings and
+    head give varied greedy text from random weights."""
+    import torch
+
+    with torch.no_grad():
+        model.get_input_embeddings().weight.normal_(0.0, 1.0)
+        model.lm_head.weight.normal_(0.0, init_std)
+    model.generation_config = generation_config(config)
+    model.to(torch.bfloat16).save_pretrained(out_dir, safe_serialization=True)
+    (out_dir / MARKER_FILE).write_text(json.dumps(marker, indent=2))
+
+
 def build_model_folder(out_dir: Path, spec: TinySpec | None = None) -> Path:
     """Write a complete tiny Qwen2.5-VL model folder into ``out_dir`` (created if missing)."""
     import torch
@@ -324,12 +343,7 @@ def build_model_folder(out_dir: Path, spec: TinySpec | None = None) -> Path:
     config = write_assets(out_dir, spec)
     torch.manual_seed(spec.seed)
     model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    with torch.no_grad():  # wide embeddings and head: varied greedy text from random weights
-        model.get_input_embeddings().weight.normal_(0.0, 1.0)
-        model.lm_head.weight.normal_(0.0, spec.init_std)
-    model.generation_config = generation_config(config)
-    model.to(torch.bfloat16).save_pretrained(out_dir, safe_serialization=True)
-    (out_dir / "vlmcap_tiny.json").write_text(json.dumps({"spec": asdict(spec)}, indent=2))
+    save_random_model(model, config, out_dir, spec.init_std, {"spec": asdict(spec)})
     return out_dir
 
 
@@ -339,26 +353,31 @@ def tiny_model_dir(cache_dir: Path | None = None, spec: TinySpec | None = None) 
     return (cache_dir or envs.cache_dir()) / "models" / f"tiny-qwen2.5-vl-{spec.digest()}"
 
 
-def ensure_tiny_model(cache_dir: Path | None = None, spec: TinySpec | None = None) -> Path:
-    """The tiny model folder in the cache, built on first use (atomically: build, then rename)."""
-    final = tiny_model_dir(cache_dir, spec)
-    root = final.parent
-    spec = spec or TinySpec()
-    if (final / "vlmcap_tiny.json").is_file():
+def ensure_built(final: Path, build: Callable[[Path], object], what: str) -> Path:
+    """``final``, built by ``build(folder)`` on first use, atomically: into a temporary folder
+    beside it, then renamed (a process that loses the race keeps the winner's)."""
+    if (final / MARKER_FILE).is_file():
         return final
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=final.parent))
     try:
-        build_model_folder(tmp, spec)
+        build(tmp)
         try:
             os.replace(tmp, final)
         except OSError:  # another process finished first
-            if not (final / "vlmcap_tiny.json").is_file():
+            if not (final / MARKER_FILE).is_file():
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    logger.info("built tiny Qwen2.5-VL model at %s", final)
+    logger.info("built %s at %s", what, final)
     return final
+
+
+def ensure_tiny_model(cache_dir: Path | None = None, spec: TinySpec | None = None) -> Path:
+    """The tiny model folder in the cache, built on first use (``ensure_built``)."""
+    spec = spec or TinySpec()
+    final = tiny_model_dir(cache_dir, spec)
+    return ensure_built(final, lambda folder: build_model_folder(folder, spec), "tiny Qwen2.5-VL")
 
 
 if __name__ == "__main__":

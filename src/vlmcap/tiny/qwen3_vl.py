@@ -22,10 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -58,7 +55,7 @@ EXTRA_SPECIAL_TOKENS = ("<|vision_pad|>",)
 #: Bumped when the folder's contents change for the same spec (new cache folder).
 BUILD_VERSION = "q3vl-v1"
 #: The marker file written last: a folder holding it is complete.
-MARKER_FILE = "vlmcap_tiny.json"
+MARKER_FILE = qwen25.MARKER_FILE
 
 # Qwen3-VL Instruct's chat template, less its tool-calling branches: no default system turn
 # (unlike Qwen2.5-VL's), one ``<|vision_start|><|image_pad|><|vision_end|>`` per picture and
@@ -270,15 +267,10 @@ def build_tiny_qwen3_vl(out_dir: Path, spec: TinyQwen3VLSpec | None = None) -> P
     config = write_assets(out_dir, spec)
     torch.manual_seed(spec.seed)
     model = Qwen3VLForConditionalGeneration(config).eval()
-    with torch.no_grad():  # wide embeddings and head: varied greedy text from random weights
-        model.get_input_embeddings().weight.normal_(0.0, 1.0)
-        model.lm_head.weight.normal_(0.0, spec.init_std)
-    # The helper reads only ``text_config``'s token ids, which Qwen3VLConfig has too.
-    model.generation_config = qwen25.generation_config(config)  # type: ignore[arg-type]
-    model.to(torch.bfloat16).save_pretrained(out_dir, safe_serialization=True)
     n_params = sum(p.numel() for p in model.parameters())
     marker = {"spec": asdict(spec), "parameters": n_params, "digest": spec.digest()}
-    (out_dir / MARKER_FILE).write_text(json.dumps(marker, indent=2))
+    # generation_config reads only ``text_config``'s token ids, which Qwen3VLConfig has too.
+    qwen25.save_random_model(model, config, out_dir, spec.init_std, marker)
     return out_dir
 
 
@@ -291,26 +283,12 @@ def tiny_qwen3_vl_dir(cache_dir: Path | None = None, spec: TinyQwen3VLSpec | Non
 def ensure_tiny_qwen3_vl(
     cache_dir: Path | None = None, spec: TinyQwen3VLSpec | None = None
 ) -> Path:
-    """The tiny Qwen3-VL folder in the cache, built on first use (atomically: build into a
-    temporary folder beside it, then rename)."""
+    """The tiny Qwen3-VL folder in the cache, built on first use (``ensure_built``)."""
     spec = spec or TinyQwen3VLSpec()
     final = tiny_qwen3_vl_dir(cache_dir, spec)
-    if (final / MARKER_FILE).is_file():
-        return final
-    root = final.parent
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
-    try:
-        build_tiny_qwen3_vl(tmp, spec)
-        try:
-            os.replace(tmp, final)
-        except OSError:  # another process finished first
-            if not (final / MARKER_FILE).is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    logger.info("built tiny Qwen3-VL model at %s", final)
-    return final
+    return qwen25.ensure_built(
+        final, lambda folder: build_tiny_qwen3_vl(folder, spec), "tiny Qwen3-VL"
+    )
 
 
 if __name__ == "__main__":
