@@ -82,6 +82,8 @@ class Record:
     stage1_text: str | None = None
     stage2_prompt: str | None = None
     text: str | None = None
+    #: The model's reasoning (``<think>`` part) behind ``text``, kept apart from it.
+    reasoning: str | None = None
     error: str | None = None
     finish_reason: str | None = None
     stage1_finish_reason: str | None = None
@@ -110,6 +112,7 @@ class Record:
         self.status = Status.FAILED
         self.error = reason
         self.text = None
+        self.reasoning = None
         if now is not None:
             self.timings.finished = now
         self._release()

@@ -51,6 +51,8 @@ class Row:
     prompt_style: str | None = None
     request_id: str = NO_REQUEST
     prompt: str = ""
+    #: The model's reasoning behind the text (reasoning models only).
+    reasoning: str | None = field(default=None, metadata={OMIT_NONE: True})
     error: str | None = None
     finish_reason: str | None = None
     stage1_finish_reason: str | None = None
@@ -83,6 +85,7 @@ class Row:
             "status": str(record.status),
             "request_id": record.request_id,
             "prompt": record.prompt,
+            "reasoning": record.reasoning,
             "error": record.error,
             "finish_reason": record.finish_reason,
             "stage1_finish_reason": record.stage1_finish_reason,

@@ -41,10 +41,10 @@ def stalling(plugin: Any, stall_on: int, *, where: str = "engine_inputs") -> Any
                 stall()
             return super().engine_inputs(request, processor)
 
-        def decode(self, completion: Any) -> str:
+        def decode(self, completion: Any) -> Any:
             if where == "decode":
                 stall()
-            return str(super().decode(completion))
+            return super().decode(completion)
 
     return Stalling(plugin.model_path)
 

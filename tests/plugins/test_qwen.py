@@ -9,7 +9,7 @@ from PIL import Image
 
 from tests.conftest import engine_config
 from vlmcap.engine import caption_items
-from vlmcap.plugins.cosmos_reason1 import CosmosReason1Plugin, strip_reasoning
+from vlmcap.plugins.cosmos_reason1 import CosmosReason1Plugin
 from vlmcap.plugins.qwen2_5_vl import Qwen25VLPlugin
 from vlmcap.plugins.registry import get_plugin
 from vlmcap.records import Item, Record, Status
@@ -73,19 +73,6 @@ def test_cosmos_uses_its_reasoning_system_prompt(tiny_model_path):
     plugin = CosmosReason1Plugin(tiny_model_path)
     req = engine_request(plugin, "Describe.", torch.rand(2, 3, 56, 56))
     assert "<think>" in req["prompt"] and "You are a helpful assistant. Answer" in req["prompt"]
-
-
-@pytest.mark.parametrize(
-    ("text", "caption"),
-    [
-        ("<think>\nhmm\n</think>\n\n<answer>\nA ball rolls.\n</answer>", "A ball rolls."),
-        ("<think>long</think> A cup falls.", "A cup falls."),
-        ("<answer>cut off by the token limit", "cut off by the token limit"),
-        ("  no format at all ", "no format at all"),
-    ],
-)
-def test_strip_reasoning(text, caption):
-    assert strip_reasoning(text) == caption
 
 
 def test_entry_point_plugin_runs_through_the_real_engine(engine, tiny_model_path):

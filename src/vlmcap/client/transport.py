@@ -56,10 +56,9 @@ ENCODED_MEDIA = "server.encoded_media"
 DETAIL_FIELDS = {"return_token_ids": True, "return_prompt_text": True}
 
 
-def video_mode(plugin: VLMPlugin, config: VLMConfig, settings: ClientConfig) -> VideoMode:
+def video_mode(plugin: VLMPlugin, settings: ClientConfig) -> VideoMode:
     """How videos go to this model: as frames of images when it takes no video input."""
-    limits = plugin.engine_overrides(config).get("limit_mm_per_prompt")
-    if isinstance(limits, dict) and limits.get("video", 1) == 0:
+    if not plugin.capabilities.video:
         return "images"
     return settings.encoding.video
 
@@ -73,9 +72,8 @@ class ServerTransport:
         self.settings = settings
         self.plugin = plugin
         self.detail = detail
-        self.video: VideoMode = video_mode(plugin, config, settings)
-        limits = plugin.engine_overrides(config).get("limit_mm_per_prompt")
-        self.max_images = limits.get("image") if isinstance(limits, dict) else None
+        self.video: VideoMode = video_mode(plugin, settings)
+        self.max_images: int | None = plugin.capabilities.max_images
         self._finished: queue.Queue[concurrent.futures.Future[Finished]] = queue.Queue()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="vlmcap-client")

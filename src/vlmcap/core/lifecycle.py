@@ -12,7 +12,8 @@ Flow trace of one item (the loop driver calls these; a transport runs the reques
         tokens, finish reason, first-token time
         debugger.settled                -> log entry, dump, logprobs line (debug switches)
         error / no text                 -> failed, with the reason
-        plugin.decode(completion)       -> text (a decoder error or empty text: failed)
+        plugin.decode(completion)       -> Decoded: text, reasoning kept apart (a decoder
+                                           error or no answer text: failed)
         stage 1 and stage 2 on          -> True: lifecycle.second(record) is next
         otherwise                       -> ok
     lifecycle.second(record)            -> StageRequest of stage 2: plugin.make_stage2_request
@@ -32,6 +33,7 @@ import time
 from typing import TYPE_CHECKING
 
 from vlmcap.core.request import FINISHED_WITH_TEXT, Completion, ModelRequest, Sampling, StageRequest
+from vlmcap.plugins.reasoning import Decoded
 from vlmcap.records import Item, Record, Status
 
 if TYPE_CHECKING:
@@ -166,12 +168,17 @@ class Lifecycle:
             )
             return False
         try:
-            text = self.plugin.decode(completion)
+            decoded = self.plugin.decode(completion)
         except Exception as exc:  # noqa: BLE001 - a plugin bug fails this item only
             record.fail(f"cannot decode {stage} output: {describe_error(exc)}", now)
             return False
+        if isinstance(decoded, str):  # a plugin written before reasoning was kept apart
+            decoded = Decoded(decoded)
+        text = decoded.text
+        record.reasoning = decoded.reasoning or record.reasoning
         if not text:
-            record.fail(f"model returned empty text in {stage} (finish_reason={reason})", now)
+            what = "only reasoning" if decoded.reasoning else "empty text"
+            record.fail(f"model returned {what} in {stage} (finish_reason={reason})", now)
             return False
         if stage == Status.STAGE1 and self.config.stage2:
             record.stage1_text = text

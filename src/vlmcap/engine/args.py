@@ -71,12 +71,6 @@ def engine_kwargs(plugin: VLMPlugin, config: VLMConfig) -> dict[str, Any]:
         kwargs["max_model_len"] = config.max_model_len
     if not config.mm_cache:
         kwargs["mm_processor_cache_gb"] = 0
-    if not config.preprocess:
-        kwargs["mm_processor_kwargs"] = {
-            "do_resize": False,
-            "do_rescale": True,
-            "do_normalize": True,
-        }
     kwargs.update(plugin.engine_overrides(config))
     kwargs.update(config.engine_args)
     if config.profile is not None:

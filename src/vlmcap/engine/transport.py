@@ -84,6 +84,7 @@ class EngineTransport:
         self._params: dict[Sampling, SamplingParams] = {}
         self._hooks = tuple(hooks)
         self._tokens: dict[str, int] = {}  # tokens so far of each request inside (with hooks)
+        self._lora = plugin.lora_request()  # the model's adapter, on every request (or None)
 
     @property
     def capacity(self) -> int:
@@ -116,7 +117,12 @@ class EngineTransport:
         except Exception as exc:
             raise Rejected(f"cannot build request: {describe_error(exc)}") from exc
         try:
-            self.engine.add_request(request.request_id, cast(Any, inputs), self.params(request))
+            self.engine.add_request(
+                request.request_id,
+                cast(Any, inputs),
+                self.params(request),
+                lora_request=self._lora,
+            )
         except Exception as exc:
             raise Rejected(
                 f"engine rejected {request.stage} request: {describe_error(exc)}"

@@ -27,6 +27,9 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", 
 DEFAULT_MAX_PIXELS = 64_000_000
 #: Frame time of animation frames that give none (or 0 ms, which browsers also show as 100 ms).
 DEFAULT_FRAME_MS = 100
+#: Sides of resized frames are multiples of this unless the model says otherwise (Qwen2.5-VL's
+#: grid: 14-pixel patches merged 2 x 2; ``vlmcap.plugins.capabilities``).
+DEFAULT_PIXEL_MULTIPLE = 28
 
 #: EXIF orientation -> the transpose that shows the image upright (as ``ImageOps.exif_transpose``).
 _ORIENTATION = {
@@ -61,7 +64,9 @@ def display_name(path: str | Path) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
-def fit_pixels(width: int, height: int, max_pixels: int, multiple: int = 28) -> tuple[int, int]:
+def fit_pixels(
+    width: int, height: int, max_pixels: int, multiple: int = DEFAULT_PIXEL_MULTIPLE
+) -> tuple[int, int]:
     """Size at most ``max_pixels`` with the aspect ratio kept, sides multiples of ``multiple``."""
     scale = min(1.0, math.sqrt(max_pixels / float(width * height)))
     w = max(multiple, int(width * scale) // multiple * multiple)
@@ -145,7 +150,7 @@ def load_animation(
 
     At most ``max_frames`` frames, spread evenly over the animation by index; each frame is
     RGB (transparency on white) and upright. ``frame_pixels`` resizes frames to that budget
-    (``fit_pixels``, sides multiples of 28), as videos are. A still image gives one frame.
+    (``fit_pixels``, sides multiples of ``DEFAULT_PIXEL_MULTIPLE``), as videos are. A still image gives one frame.
     Frame times come from the file (frames without one count ``DEFAULT_FRAME_MS``).
     """
     if max_frames < 1:

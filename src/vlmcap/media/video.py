@@ -25,7 +25,13 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from vlmcap.media.images import MediaError, check_file, display_name, fit_pixels
+from vlmcap.media.images import (
+    DEFAULT_PIXEL_MULTIPLE,
+    MediaError,
+    check_file,
+    display_name,
+    fit_pixels,
+)
 from vlmcap.media.windows import EPS, count_targets, fps_targets, plan_windows
 
 __all__ = [
@@ -142,6 +148,7 @@ def sample_windows(
     max_frames: int = 32,
     max_pixels: int = 448 * 448,
     min_frames: int = 2,
+    pixel_multiple: int = DEFAULT_PIXEL_MULTIPLE,
 ) -> VideoWindows:
     """Decode ``path`` once and sample frames for each window of ``window_s`` seconds.
 
@@ -149,8 +156,9 @@ def sample_windows(
     tail under ``min_window_s`` (default half a window) joins the window before it. Frames are
     picked every ``1/fps`` s inside each window, or, with ``num_frames``, that many spread
     evenly over it; never more than ``max_frames`` (a long window is then covered evenly).
-    Frames are resized to ``max_pixels`` (sides multiples of 28) and turned upright when the
-    file carries a rotation. Raises ``MediaError`` when the file gives no frame at all.
+    Frames are resized to ``max_pixels`` (sides multiples of ``pixel_multiple``, the model's
+    pixel grid) and turned upright when the file carries a rotation. Raises ``MediaError`` when
+    the file gives no frame at all.
     """
     if fps <= 0 or not math.isfinite(fps):
         raise ValueError(f"fps must be > 0, got {fps}")
@@ -178,7 +186,9 @@ def sample_windows(
                 for s, e in spans
             ]
             plan = _Plan(spans, targets, rate)
-            decoded = _decode(container, stream, plan, max_pixels=max_pixels, name=name)
+            decoded = _decode(
+                container, stream, plan, max_pixels=max_pixels, multiple=pixel_multiple, name=name
+            )
     except MediaError:
         raise
     except PermissionError:
@@ -268,6 +278,7 @@ def _decode(
     plan: _Plan,
     *,
     max_pixels: int,
+    multiple: int,
     name: str,
 ) -> _Decoded:
     """Run the decoder once; give each wanted time the first frame at or after it."""
@@ -308,7 +319,7 @@ def _decode(
             if rgb is None:
                 if size is None:
                     turns = round((frame.rotation or 0) / 90) % 4
-                    size = fit_pixels(*_display_size(frame, stream), max_pixels)
+                    size = fit_pixels(*_display_size(frame, stream), max_pixels, multiple)
                     out.size = _display_size(frame, stream, turns)
                 rgb = _to_rgb(reformatter, frame, size, turns)
             out.picks[w].append((t, rgb))

@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 
 from vlmcap.media.dump import dump_frames
-from vlmcap.media.images import MediaError, load_image
+from vlmcap.media.images import DEFAULT_PIXEL_MULTIPLE, MediaError, load_image
 from vlmcap.media.inputs import MediaFile
 from vlmcap.media.video import sample_windows
 from vlmcap.options.media import MediaOptions
+from vlmcap.plugins.capabilities import Capabilities
 from vlmcap.records import Item
 from vlmcap.tasks.base import Loaded
 
@@ -29,12 +30,19 @@ LoadResult = Loaded[MediaFile]
 
 
 def load_file(
-    media: MediaFile, opts: MediaOptions, prompts: dict[str, str], skip: frozenset[str]
+    media: MediaFile,
+    opts: MediaOptions,
+    prompts: dict[str, str],
+    skip: frozenset[str],
+    caps: Capabilities | None = None,
 ) -> LoadResult:
     """Decode ``media`` into items (windows whose key is in ``skip`` are left out).
 
-    Each item's ``meta`` holds the facts a caption row records about it (``CaptionRow``'s
-    item fields: path, kind, sizes, window times).
+    ``caps``, the model's capabilities, shape the frames: sides on its pixel grid, at most
+    its picture count for a model that takes a clip as pictures, a frame count it can merge
+    (None: ``MediaOptions`` alone, on Qwen2.5-VL's grid). Each item's ``meta`` holds the facts
+    a caption row records about it (``CaptionRow``'s item fields: path, kind, sizes, window
+    times).
     """
     try:
         if media.kind == "image":
@@ -43,7 +51,7 @@ def load_file(
             meta["height"] = image.height
             item = Item(key=media.key, media=image, prompt=prompts["image"], meta=meta)
             return LoadResult(media, media.key, [item])
-        return _load_video(media, opts, prompts["video"], skip)
+        return _load_video(media, opts, prompts["video"], skip, caps)
     except MediaError as exc:
         return LoadResult(media, media.key, error=str(exc))
     except (OSError, ValueError, RuntimeError) as exc:  # a decoder bug must not stop the job
@@ -52,18 +60,37 @@ def load_file(
         return LoadResult(media, media.key, error=reason)
 
 
+def frame_limits(opts: MediaOptions, caps: Capabilities | None) -> tuple[int, int]:
+    """``(max_frames, min_frames)`` per window for ``opts`` on a model with ``caps``: the cap
+    is at most the model's pictures for a clip sent as pictures and a multiple of its frame
+    multiple (so the processor pads nothing); the floor is at least one frame multiple."""
+    if caps is None:
+        return opts.max_frames, opts.min_frames
+    step = caps.frame_multiple
+    most = caps.max_frames(opts.max_frames)
+    most = max(step, most // step * step)
+    least = max(step, min(opts.min_frames, most))
+    return most, least
+
+
 def _load_video(
-    media: MediaFile, opts: MediaOptions, prompt: str, skip: frozenset[str]
+    media: MediaFile,
+    opts: MediaOptions,
+    prompt: str,
+    skip: frozenset[str],
+    caps: Capabilities | None,
 ) -> LoadResult:
+    max_frames, min_frames = frame_limits(opts, caps)
     got = sample_windows(
         media.path,
         window_s=opts.window_s,
         overlap_s=opts.overlap_s,
         fps=opts.video_fps,
         num_frames=opts.num_frames,
-        max_frames=opts.max_frames,
+        max_frames=max_frames,
         max_pixels=opts.max_pixels,
-        min_frames=opts.min_frames,
+        min_frames=min_frames,
+        pixel_multiple=caps.pixel_multiple if caps is not None else DEFAULT_PIXEL_MULTIPLE,
     )
     result = LoadResult(media, media.key)
     for s in got.skipped:

@@ -9,10 +9,13 @@ Flow trace (who calls what, in order) for one item, on any backend::
           offline: plugin.engine_inputs(request, plugin.processor())  -> prompt + mm data
           server:  plugin.chat_messages(request, encoded media parts) -> OpenAI messages
     when stage 1 finishes:
-        plugin.decode(completion)                -> stage-1 text
+        plugin.decode(completion)                -> Decoded (stage-1 text, reasoning apart)
         plugin.make_stage2_request(record, stage2_prompt)   -> ModelRequest of stage 2
     when the last stage finishes:
         plugin.decode(completion)                -> final text
+
+What a family takes is declared once in ``capabilities`` (inputs, pixel grid, frame multiple,
+LoRA adapter); ``engine_overrides`` and the media layer derive their settings from it.
 
 One method describes a request, so a plugin behaves the same offline and through a server. A
 plugin never touches the loop and the loop knows nothing about a model family.
@@ -27,6 +30,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from PIL import Image
+
 from vlmcap import envs
 from vlmcap.core.request import ModelRequest
 from vlmcap.media.frames import (
@@ -36,6 +41,8 @@ from vlmcap.media.frames import (
     video_metadata,
     video_to_uint8_thwc,
 )
+from vlmcap.plugins.capabilities import Capabilities
+from vlmcap.plugins.reasoning import Decoded, split_reasoning, strip_turn_tokens
 from vlmcap.prompts import STYLES
 
 if TYPE_CHECKING:
@@ -125,11 +132,49 @@ class VLMPlugin(abc.ABC):
         lines.append(self.qa_instruction)
         return "\n".join(lines)
 
+    # ---- what the model takes -------------------------------------------------------------
+
+    #: Inputs, pixel grid, frame multiple and LoRA adapter: read by the media layer, the
+    #: lifecycle, the engine builder and the server client (``vlmcap.plugins.capabilities``).
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    #: Context length when the config sets none (None: the model's own, which vLLM also uses
+    #: to size its profiling run, so long-context families set a smaller one).
+    default_max_model_len: ClassVar[int | None] = None
+    #: The model's config or processor is code from its repository (``trust_remote_code``).
+    trust_remote_code: ClassVar[bool] = False
+
     # ---- engine ---------------------------------------------------------------------------
 
-    def engine_overrides(self, config: VLMConfig) -> dict[str, Any]:
-        """Per-family keyword arguments for ``vllm.LLM`` on top of the shared defaults."""
+    def processor_kwargs(self, config: VLMConfig) -> dict[str, Any]:
+        """Arguments for the model's Hugging Face processor (vLLM's ``mm_processor_kwargs``),
+        e.g. for ``config.preprocess`` off; none by default."""
         return {}
+
+    def engine_overrides(self, config: VLMConfig) -> dict[str, Any]:
+        """Per-family keyword arguments for ``vllm.LLM`` on top of the shared defaults, built
+        from the class attributes above; a family with more needs extends this."""
+        caps = self.capabilities
+        overrides: dict[str, Any] = {"limit_mm_per_prompt": caps.mm_limits()}
+        if config.max_model_len is None and self.default_max_model_len is not None:
+            overrides["max_model_len"] = self.default_max_model_len
+        if self.trust_remote_code:
+            overrides["trust_remote_code"] = True
+        if caps.lora is not None:
+            overrides.update(enable_lora=True, max_lora_rank=caps.lora.max_rank, max_loras=1)
+        processor = self.processor_kwargs(config)
+        if processor:
+            overrides["mm_processor_kwargs"] = processor
+        return overrides
+
+    def lora_request(self) -> Any:
+        """vLLM's ``LoRARequest`` every request of this model runs with (None: no adapter)."""
+        adapter = self.capabilities.lora
+        if adapter is None:
+            return None
+        from vllm.lora.request import LoRARequest
+
+        path = Path(self.model_path) / adapter.subfolder
+        return LoRARequest(adapter.name, 1, str(path))
 
     def build_llm(self, config: VLMConfig) -> LLM:
         """Start a vLLM engine for this model (shared defaults + ``engine_overrides``)."""
@@ -146,6 +191,8 @@ class VLMPlugin(abc.ABC):
 
     #: System turn put before every request; ``None`` keeps the chat template's default.
     system_prompt: ClassVar[str | None] = None
+    #: The model writes ``<think>...</think>`` (and maybe ``<answer>``) before its answer.
+    reasoning: ClassVar[bool] = False
 
     def make_request(self, prompt: str, media: Media, *, fps: float | None = None) -> ModelRequest:
         """The request for ``prompt`` over ``media`` (a ``(T, C, H, W)`` float tensor in [0, 1]
@@ -153,8 +200,10 @@ class VLMPlugin(abc.ABC):
         placeholder per picture or one for the clip, then the prompt text.
 
         Both transports derive their input from it (``engine_inputs``, ``chat_messages``), so a
-        plugin that changes the prompt does it here, once.
+        plugin that changes the prompt does it here, once. Media the model cannot take raises
+        ``UnsupportedInputError`` (that item fails, naming the model and the input).
         """
+        self.capabilities.check(media, self.variant)
         if is_video(media):
             visual: list[dict[str, Any]] = [{"type": "video"}]
         else:
@@ -176,15 +225,33 @@ class VLMPlugin(abc.ABC):
         """vLLM engine inputs of ``request``: the chat template's prompt text and
         ``multi_modal_data`` (frames with their metadata, or PIL images)."""
         text = processor.apply_chat_template(
-            request.messages, tokenize=False, add_generation_prompt=True
+            self.template_messages(request), tokenize=False, add_generation_prompt=True
         )
         return {"prompt": text, "multi_modal_data": self.multi_modal_data(request)}
+
+    def template_messages(self, request: ModelRequest) -> list[dict[str, Any]]:
+        """``request.messages`` as the chat template takes them offline: a clip sent as
+        pictures (``video_as_images``) has one image placeholder per frame."""
+        if not (self.capabilities.video_as_images and is_video(request.media)):
+            return request.messages
+        frames = [{"type": "image"} for _ in range(int(request.media.shape[0]))]
+        out = []
+        for message in request.messages:
+            content = message.get("content")
+            if isinstance(content, list):
+                content = [
+                    q for p in content for q in (frames if p.get("type") == "video" else [p])
+                ]
+            out.append({**message, "content": content})
+        return out
 
     def multi_modal_data(self, request: ModelRequest) -> dict[str, Any]:
         """vLLM's ``multi_modal_data`` for ``request.media``."""
         media = request.media
         if is_video(media):
             frames = video_to_uint8_thwc(media)
+            if self.capabilities.video_as_images:
+                return {"image": [Image.fromarray(f) for f in frames]}
             meta = video_metadata(frames.shape[0], request.fps or DEFAULT_VIDEO_FPS)
             return {"video": (frames, meta)}
         images = as_image_list(media)
@@ -217,6 +284,9 @@ class VLMPlugin(abc.ABC):
             raise ValueError(f"{left} encoded media item(s) have no placeholder in the request")
         return messages
 
-    def decode(self, completion: Completion) -> str:
-        """The text a task keeps from one completion (``completion.text``, any transport)."""
-        return completion.text.strip()
+    def decode(self, completion: Completion) -> Decoded:
+        """What a task keeps from one completion (any transport): the text without end-of-turn
+        tokens; a reasoning family (``reasoning = True``) splits off its ``<think>`` part."""
+        if self.reasoning:
+            return split_reasoning(completion.text)
+        return Decoded(strip_turn_tokens(completion.text))

@@ -10,25 +10,35 @@ from typing import Any, ClassVar
 
 from vlmcap.config import VLMConfig
 from vlmcap.plugins.base import VLMPlugin
+from vlmcap.plugins.capabilities import QWEN25_PIXEL_MULTIPLE, QWEN_FRAME_MULTIPLE, Capabilities
 from vlmcap.prompts import STYLES
 
 #: Context length when the config sets none (vLLM would take the model's 128k and size its
 #: profiling run by it).
 QWEN_MAX_MODEL_LEN = 32768
+#: Most images one prompt may carry (multi-image QA); vLLM sizes its profiling run by it.
+QWEN_MAX_IMAGES = 4
 
 
-class Qwen25VLPlugin(VLMPlugin):
+class QwenProcessorMixin:
+    """The Qwen processors' switches: ``--no-preprocess`` sends frames at the size vlmcap
+    sampled them (sides already multiples of the pixel grid) and only rescales/normalises."""
+
+    def processor_kwargs(self, config: VLMConfig) -> dict[str, Any]:
+        if config.preprocess:
+            return {}
+        return {"do_resize": False, "do_rescale": True, "do_normalize": True}
+
+
+class Qwen25VLPlugin(QwenProcessorMixin, VLMPlugin):
     variant = "qwen2.5-vl"
     model_id = "Qwen/Qwen2.5-VL-7B-Instruct"
     description = "Qwen2.5-VL instruct models (images, several images, video)."
     prompts: ClassVar[dict[str, str]] = STYLES
-    #: Most images one prompt may carry (multi-image QA); vLLM sizes its profiling run by it.
-    max_images: ClassVar[int] = 4
-
-    def engine_overrides(self, config: VLMConfig) -> dict[str, Any]:
-        overrides: dict[str, Any] = {
-            "limit_mm_per_prompt": {"image": self.max_images, "video": 1},
-        }
-        if config.max_model_len is None:
-            overrides["max_model_len"] = QWEN_MAX_MODEL_LEN
-        return overrides
+    capabilities = Capabilities(
+        max_images=QWEN_MAX_IMAGES,
+        video=True,
+        pixel_multiple=QWEN25_PIXEL_MULTIPLE,
+        frame_multiple=QWEN_FRAME_MULTIPLE,
+    )
+    default_max_model_len = QWEN_MAX_MODEL_LEN

@@ -30,6 +30,15 @@ _BUILTIN: dict[str, str] = {
     "cosmos-reason1": "vlmcap.plugins.cosmos_reason1:CosmosReason1Plugin",
     "tiny-qwen2.5-vl": "vlmcap.plugins.tiny:TinyQwen25VLPlugin",
     "tiny-random-qwen2.5-vl": "vlmcap.plugins.tiny:TinyRandomQwen25VLPlugin",
+    "qwen3-vl-8b": "vlmcap.plugins.qwen3_vl:Qwen3VLPlugin",
+    "qwen3-vl-4b": "vlmcap.plugins.qwen3_vl:Qwen3VL4BPlugin",
+    "cosmos-reason2": "vlmcap.plugins.cosmos_reason2:CosmosReason2Plugin",
+    "cosmos-reason2-2b": "vlmcap.plugins.cosmos_reason2:CosmosReason2Plugin2B",
+    "generic": "vlmcap.plugins.generic:GenericPlugin",
+    "tiny-qwen3-vl": "vlmcap.plugins.tiny_families:TinyQwen3VLPlugin",
+    "tiny-cosmos-reason2": "vlmcap.plugins.tiny_families:TinyCosmosReason2Plugin",
+    "tiny-gemma3": "vlmcap.plugins.tiny_families:TinyGemma3Plugin",
+    "tiny-smolvlm": "vlmcap.plugins.tiny_families:TinySmolVLMPlugin",
 }
 _REGISTERED: dict[str, type[VLMPlugin]] = {}
 

@@ -9,11 +9,13 @@ of the plumbing (long outputs, truncation, throughput).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from vlmcap.config import VLMConfig
 from vlmcap.plugins.qwen2_5_vl import Qwen25VLPlugin
 from vlmcap.tiny.questions import ANSWER_INSTRUCTION
+
+#: Context of the tiny models (their prompts are a few hundred tokens).
+TINY_MAX_MODEL_LEN = 4096
 
 
 class TinyQwen25VLPlugin(Qwen25VLPlugin):
@@ -22,6 +24,7 @@ class TinyQwen25VLPlugin(Qwen25VLPlugin):
     description = "Built-in ~2M-parameter Qwen2.5-VL trained on synthetic shapes (shipped)."
     #: The instruction the tiny model was trained on (``vlmcap.tiny.questions``).
     qa_instruction: ClassVar[str] = ANSWER_INSTRUCTION
+    default_max_model_len = TINY_MAX_MODEL_LEN
 
     @property
     def model_path(self) -> str:
@@ -31,12 +34,6 @@ class TinyQwen25VLPlugin(Qwen25VLPlugin):
 
         self._model_path = str(shipped_model_path())
         return self._model_path
-
-    def engine_overrides(self, config: VLMConfig) -> dict[str, Any]:
-        overrides = super().engine_overrides(config)
-        if config.max_model_len is None:
-            overrides["max_model_len"] = 4096
-        return overrides
 
 
 class TinyRandomQwen25VLPlugin(TinyQwen25VLPlugin):

@@ -86,7 +86,11 @@ class CaptionTask:
 
     def load(self, job: CaptionJob) -> LoadResult:
         media, skip = job
-        return load_file(media, self.media, self.prompts, skip)
+        caps = self.plugin.capabilities
+        if media.kind == "video" and not caps.takes_video:  # refused before any decoding
+            error = f"{media.key}: model {self.plugin.variant!r} takes no video (pictures only)"
+            return LoadResult(media, media.key, error=error)
+        return load_file(media, self.media, self.prompts, skip, caps)
 
     def row(self, record: Record) -> CaptionRow:
         meta = record.item.meta if record.item is not None else {}
