@@ -63,6 +63,7 @@ class LiveServer:
     log_path: Path
     env: dict[str, str]
     profile_dir: Path | None = None  # ``vlmcap serve --profile``: idle until a client starts it
+    model: str = MODEL  # the plugin variant served
     proc: subprocess.Popen[bytes] | None = None
     starts: list[float] = field(default_factory=list)  # seconds each start took
 
@@ -77,7 +78,7 @@ class LiveServer:
             "vlmcap.cli",
             "serve",
             "--model",
-            MODEL,
+            self.model,
             "--model-path",
             str(self.model_path),
             "--port",
@@ -150,11 +151,17 @@ class LiveServer:
 
 
 def running_server(
-    model_path: Path, cache_dir: Path, root: Path, *, profile: bool = False
+    model_path: Path,
+    cache_dir: Path,
+    root: Path,
+    *,
+    profile: bool = False,
+    model: str = MODEL,
 ) -> Iterator[LiveServer]:
-    """A started ``LiveServer`` on ``model_path`` (files under ``root``), stopped afterwards;
-    ``profile``: with vLLM's profiler configured to write into ``root/profile``."""
+    """A started ``LiveServer`` of plugin ``model`` on ``model_path`` (files under ``root``),
+    stopped afterwards; ``profile``: with vLLM's profiler writing into ``root/profile``."""
     server = LiveServer(
+        model=model,
         model_path=model_path,
         port=free_port(),
         snapshot_port=free_port(),

@@ -19,7 +19,7 @@ def test_builtin_variants_are_listed():
 
 
 def test_entry_point_plugin_installed_in_the_venv_is_found():
-    # tests/fixtures/example_plugin is pip-installed by scripts/setup.sh like any user plugin
+    # examples/plugin is pip-installed by scripts/setup.sh like any user plugin
     cls = registry.get_plugin_class("example-shouty")
     assert cls.__module__ == "vlmcap_example_plugin"
     assert "example-shouty" in registry.available()

@@ -150,7 +150,8 @@ def load_animation(
 
     At most ``max_frames`` frames, spread evenly over the animation by index; each frame is
     RGB (transparency on white) and upright. ``frame_pixels`` resizes frames to that budget
-    (``fit_pixels``, sides multiples of ``DEFAULT_PIXEL_MULTIPLE``), as videos are. A still image gives one frame.
+    (``fit_pixels``, sides multiples of ``DEFAULT_PIXEL_MULTIPLE``), as videos are. A still
+    image gives one frame.
     Frame times come from the file (frames without one count ``DEFAULT_FRAME_MS``).
     """
     if max_frames < 1:
