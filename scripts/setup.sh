@@ -52,8 +52,9 @@ else
 fi
 
 "${pip[@]}" install -q -e ".[test]"
-# A third-party plugin package used by the registry tests (installed like any user's plugin).
-"${pip[@]}" install -q -e tests/fixtures/example_plugin
+# The out-of-tree example plugin (examples/plugin), installed like any user's plugin; the
+# registry, CLI and engine tests use it.
+"${pip[@]}" install -q -e examples/plugin
 
 "$venv/bin/python" -c 'import vllm, vlmcap; print(f"setup: vllm {vllm.__version__}, vlmcap {vlmcap.__version__}")'
 echo "$stamp_inputs" > "$stamp"

@@ -125,7 +125,8 @@ def test_stage2_requests_reenter_the_same_loop_before_new_items():
     )
     for r in records:
         assert r.status == Status.OK
-        assert r.stage1_text == "caption of Describe this video in detail."
+        # the items' media are not clips: the run's picture prompt
+        assert r.stage1_text == "caption of Describe this image in detail."
         assert r.text == f"caption of Refine: {r.stage1_text}"
 
 

@@ -21,10 +21,12 @@ import torch
 from PIL import Image
 
 from vlmcap.config import VLMConfig
+from vlmcap.core import Lifecycle
 from vlmcap.core.request import Completion
 from vlmcap.plugins import registry
 from vlmcap.plugins.capabilities import UnsupportedInputError
 from vlmcap.plugins.reasoning import Decoded
+from vlmcap.records import Item, Status
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "writing_a_plugin.md"
@@ -120,9 +122,13 @@ def test_the_worked_example_refuses_what_it_cannot_take(guide):
     caps.check([red()] * 8, plugin.variant)
     caps.check(torch.rand(8, 3, 28, 28), plugin.variant)
     with pytest.raises(UnsupportedInputError, match=r"'acme-vl' takes at most 8 picture\(s\)"):
-        plugin.make_request("x", [red()] * 9)
-    with pytest.raises(UnsupportedInputError, match="as at most 8 frames; this one has 9"):
-        plugin.make_request("x", torch.rand(9, 3, 28, 28))
+        caps.check([red()] * 9, plugin.variant)
+    # the lifecycle checks before it asks the plugin for a request: that item fails
+    lifecycle = Lifecycle(plugin, VLMConfig(model="acme-vl", model_path="/models/unused"))
+    record = lifecycle.new_record(Item("long.mp4", torch.rand(9, 3, 28, 28), fps=2.0))
+    assert lifecycle.first(record) is None
+    assert record.status == Status.FAILED
+    assert record.error.startswith("unsupported input: model 'acme-vl' takes a clip as at most 8")
     assert caps.inputs == ("image", "images (<= 8)", "video (as <= 8 frames)")
 
 
@@ -219,9 +225,9 @@ def test_the_example_plugin_takes_one_or_two_pictures_and_no_video(shouty):
     request = shouty.make_request("Describe this image in detail.", [red(), red()])
     assert [p["type"] for p in request.messages[-1]["content"]] == ["image", "image", "text"]
     with pytest.raises(UnsupportedInputError, match=r"'example-shouty' takes no video"):
-        shouty.make_request("x", torch.rand(2, 3, 56, 56))
+        caps.check(torch.rand(2, 3, 56, 56), shouty.variant)
     with pytest.raises(UnsupportedInputError, match=r"at most 2 picture\(s\).*has 3"):
-        shouty.make_request("x", [red()] * 3)
+        caps.check([red()] * 3, shouty.variant)
 
 
 def test_the_example_plugin_decodes_to_a_shouted_caption(shouty):

@@ -16,6 +16,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("models")(models.models)
+app.command("download")(models.download)
 app.command("caption")(caption.caption)
 app.command("qa")(qa.qa)
 app.command("qa-report")(qa_report.qa_report)

@@ -3,8 +3,10 @@
 Flow trace of one item (the loop driver calls these; a transport runs the requests)::
 
     lifecycle.new_record(item)          -> Record (pending), prompt = item's or the run's
-    lifecycle.first(record)             -> StageRequest of stage 1: plugin.make_request
-                                           (None: the request cannot be built; record failed)
+    lifecycle.first(record)             -> StageRequest of stage 1: the media checked against
+                                           plugin.capabilities, then plugin.make_request
+                                           (None: the model cannot take the input or the
+                                           request cannot be built; record failed)
                                            debugger.prepare: its sampling (logprobs for the
                                            run's first N), whether it is dumped
     transport runs it                   -> Completion
@@ -33,6 +35,8 @@ import time
 from typing import TYPE_CHECKING
 
 from vlmcap.core.request import FINISHED_WITH_TEXT, Completion, ModelRequest, Sampling, StageRequest
+from vlmcap.media.frames import is_video
+from vlmcap.plugins.capabilities import UnsupportedInputError
 from vlmcap.plugins.reasoning import Decoded
 from vlmcap.records import Item, Record, Status
 
@@ -71,7 +75,11 @@ class Lifecycle:
         self.plugin = plugin
         self.config = config
         self.debugger = debugger if debugger is not None else RequestDebugger.from_env(plugin)
-        self.default_prompt = plugin.prompt(config.prompt_style, config.prompt_text)
+        #: The run's prompt for items that bring none, per kind (pictures and clips differ).
+        self.default_prompts = {
+            kind: plugin.prompt_for(kind, config.prompt_style, config.prompt_text)
+            for kind in ("image", "video")
+        }
         self._sampling: dict[int, Sampling] = {}
         self._ids = itertools.count()
         self._run = os.urandom(RUN_ID_BYTES).hex()
@@ -88,12 +96,18 @@ class Lifecycle:
             key=item.key,
             request_id=f"{self._run}-{next(self._ids)}",
             item=item,
-            prompt=item.prompt or self.default_prompt,
+            prompt=item.prompt
+            or self.default_prompts["video" if is_video(item.media) else "image"],
         )
 
     def first(self, record: Record) -> StageRequest | None:
         """Stage 1 of ``record``; None (and the record failed) when it cannot be built."""
         item = self._item(record)
+        try:
+            self.plugin.capabilities.check(item.media, self.plugin.variant)
+        except UnsupportedInputError as exc:
+            record.fail(f"unsupported input: {exc}", time.time())
+            return None
         try:
             request = self.plugin.make_request(record.prompt, item.media, fps=item.fps)
         except Exception as exc:  # noqa: BLE001 - isolate: this item fails, the run goes on

@@ -9,25 +9,24 @@ network); a model the user asked for by ``--model-path`` that does not exist is 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from vlmcap import envs
 from vlmcap.doctor.checks import Check, fail, ok, warn
+from vlmcap.hub.local import (
+    CONFIG_FILE,
+    SINGLE_FILE_SUFFIXES,
+    WEIGHT_PATTERNS,
+    cached_snapshot,
+    looks_local,
+    weight_files,
+)
 from vlmcap.plugins.registry import UnknownModelError, available, get_plugin_class
 
 logger = logging.getLogger(__name__)
 
-#: A model folder's description, which vLLM and transformers read first.
-CONFIG_FILE = "config.json"
-#: Weight files vLLM loads from a folder.
-WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt")
-#: A single-file checkpoint vLLM takes as ``--model``.
-SINGLE_FILE_SUFFIXES = (".gguf",)
 BYTES_PER_MB = 1e6
-#: Separators in a Hugging Face id (``org/name``): one at most.
-MAX_HUB_ID_SLASHES = 1
 #: What a plugin's ``model_path`` may raise (third-party code included).
 PLUGIN_ERRORS = (
     ImportError,
@@ -47,13 +46,6 @@ class Target:
 
     where: str
     built_on_first_use: bool = False
-
-
-def looks_local(where: str) -> bool:
-    """True when ``where`` names a file system path rather than a Hugging Face id."""
-    if os.path.isabs(where) or where.startswith((".", "~")) or "\\" in where:
-        return True
-    return where.count("/") > MAX_HUB_ID_SLASHES or Path(where).exists()
 
 
 def _fix_missing(where: str) -> str:
@@ -79,7 +71,7 @@ def folder_check(name: str, path: Path) -> Check:
             f"{path} has no {CONFIG_FILE}: not a model folder",
             "pass the folder that holds config.json and the weights (a Hugging Face snapshot)",
         )
-    weights = [f for pattern in WEIGHT_PATTERNS for f in path.glob(pattern)]
+    weights = weight_files(path)
     if not weights:
         return fail(
             name,
@@ -93,7 +85,8 @@ def folder_check(name: str, path: Path) -> Check:
 
 def download_fix(repo_id: str) -> str:
     return (
-        f"download it where there is network (`hf download {repo_id}`), put it in "
+        f"download it where there is network (`vlmcap download {repo_id}` or "
+        f"`hf download {repo_id}`), put it in "
         f"$VLMCAP_MODEL_DIR/{repo_id}, or pass --model-path FOLDER"
     )
 
@@ -101,7 +94,7 @@ def download_fix(repo_id: str) -> str:
 def hub_check(name: str, repo_id: str, *, requested: bool) -> Check:
     """A hub id: found in the local Hugging Face cache, or not (no download)."""
     try:
-        from huggingface_hub import constants, try_to_load_from_cache
+        from huggingface_hub import constants
         from huggingface_hub.errors import HFValidationError
     except ImportError:
         return warn(
@@ -110,16 +103,15 @@ def hub_check(name: str, repo_id: str, *, requested: bool) -> Check:
             "install it: `pip install huggingface_hub` (transformers needs it too)",
         )
     try:
-        cached = try_to_load_from_cache(repo_id, CONFIG_FILE)
+        snapshot = cached_snapshot(repo_id)
     except HFValidationError as exc:
         return fail(
             name,
             f"{repo_id!r} is neither a folder nor a Hugging Face id: {exc}",
             _fix_missing(repo_id),
         )
-    if isinstance(cached, str):
-        snapshot = Path(cached).parent
-        if not any(f for pattern in WEIGHT_PATTERNS for f in snapshot.glob(pattern)):
+    if snapshot is not None:
+        if not weight_files(snapshot):
             return warn(
                 name,
                 f"{repo_id}: config in the Hugging Face cache ({snapshot}) but no weights",

@@ -84,7 +84,8 @@ class EngineTransport:
         self._params: dict[Sampling, SamplingParams] = {}
         self._hooks = tuple(hooks)
         self._tokens: dict[str, int] = {}  # tokens so far of each request inside (with hooks)
-        self._lora = plugin.lora_request()  # the model's adapter, on every request (or None)
+        lora = plugin.lora_request()  # the model's adapter goes with every request
+        self._lora: dict[str, Any] = {} if lora is None else {"lora_request": lora}
 
     @property
     def capacity(self) -> int:
@@ -118,10 +119,7 @@ class EngineTransport:
             raise Rejected(f"cannot build request: {describe_error(exc)}") from exc
         try:
             self.engine.add_request(
-                request.request_id,
-                cast(Any, inputs),
-                self.params(request),
-                lora_request=self._lora,
+                request.request_id, cast(Any, inputs), self.params(request), **self._lora
             )
         except Exception as exc:
             raise Rejected(

@@ -5,6 +5,7 @@ Flow trace (who calls what, in order) for one item, on any backend::
     registry.get_plugin(config.model)            -> plugin class; plugin = cls(config.model_path)
     plugin.build_llm(config)                     -> vllm.LLM (offline; engine.args + overrides)
     for each item, when the loop has room:
+        plugin.capabilities.check(media, variant)        -> UnsupportedInputError: item failed
         plugin.make_request(prompt, media, fps=...)      -> ModelRequest (chat turns + media)
           offline: plugin.engine_inputs(request, plugin.processor())  -> prompt + mm data
           server:  plugin.chat_messages(request, encoded media parts) -> OpenAI messages
@@ -200,10 +201,9 @@ class VLMPlugin(abc.ABC):
         placeholder per picture or one for the clip, then the prompt text.
 
         Both transports derive their input from it (``engine_inputs``, ``chat_messages``), so a
-        plugin that changes the prompt does it here, once. Media the model cannot take raises
-        ``UnsupportedInputError`` (that item fails, naming the model and the input).
+        plugin that changes the prompt does it here, once. The lifecycle has checked ``media``
+        against ``capabilities`` before it calls this.
         """
-        self.capabilities.check(media, self.variant)
         if is_video(media):
             visual: list[dict[str, Any]] = [{"type": "video"}]
         else:
@@ -286,7 +286,8 @@ class VLMPlugin(abc.ABC):
 
     def decode(self, completion: Completion) -> Decoded:
         """What a task keeps from one completion (any transport): the text without end-of-turn
-        tokens; a reasoning family (``reasoning = True``) splits off its ``<think>`` part."""
+        tokens; a reasoning family (``reasoning = True``) splits off its ``<think>`` part. (The
+        lifecycle also takes a plain ``str`` from a plugin's override: the text alone.)"""
         if self.reasoning:
             return split_reasoning(completion.text)
         return Decoded(strip_turn_tokens(completion.text))

@@ -5,20 +5,23 @@ same declaration::
 
     media (pipeline.load)   pixel_multiple: frame sides rounded to it; frame_multiple: frames per
                             window trimmed to a multiple of it; max_frames: a clip's frame cap
-    lifecycle (make_request)  check(media): an input the model cannot take fails that item,
-                            naming the model and the input
+    lifecycle (first)       check(media): an input the model cannot take fails that item,
+                            naming the model and the input, before any request is built
     engine (engine_overrides)  mm_limits(): vLLM's ``limit_mm_per_prompt``; lora: LoRA settings
     server (vlmcap serve)   lora: ``--lora-modules``; clients then ask for the adapter by name
+    client (server mode)    video: whether a clip goes as a video or as its frames;
+                            max_images: the frames sent as pictures at most
 
 A family adds nothing else for these: its plugin sets ``capabilities = Capabilities(...)``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vlmcap.media.frames import as_image_list, is_video
+from vlmcap.media.frames import is_video
 from vlmcap.media.images import DEFAULT_PIXEL_MULTIPLE
 
 #: Qwen2.5-VL's pixel grid: 14-pixel patches, 2 x 2 of them merged into one token.
@@ -56,7 +59,8 @@ class Capabilities:
     #: Takes a clip as its frames, one picture each (numbered placeholders), within
     #: ``max_images``; the loader then samples at most ``max_images`` frames.
     video_as_images: bool = False
-    #: Picture and frame sides are resized to multiples of this many pixels.
+    #: Video frames are resized to sides that are multiples of this many pixels (pictures go
+    #: to the model's processor at their own size; it resizes them itself).
     pixel_multiple: int = QWEN25_PIXEL_MULTIPLE
     #: Frames per window are trimmed to a multiple of this (frames that make one video token).
     frame_multiple: int = 1
@@ -108,7 +112,8 @@ class Capabilities:
                     f"one has {frames} (lower --max-frames)"
                 )
             return
-        count = len(as_image_list(media))
+        several = isinstance(media, Sequence) and not isinstance(media, str | bytes)
+        count = len(media) if several else 1  # what each one is gets checked when it is sent
         if count > self.max_images:
             raise UnsupportedInputError(
                 f"model {model!r} takes at most {self.max_images} picture(s) per request; this "

@@ -84,17 +84,18 @@ class GenericPlugin(VLMPlugin):
     @functools.cached_property
     def capabilities(self) -> Capabilities:  # type: ignore[override]
         """The model's inputs as vLLM reports them (one picture when it cannot say)."""
+        path = self.model_path  # no model: ModelPathRequired, not a guess
         try:
-            caps = vllm_capabilities(self.model_path, self.trust_remote_code)
+            caps = vllm_capabilities(path, self.trust_remote_code)
         except (ImportError, OSError, ValueError, RuntimeError, KeyError, AttributeError) as exc:
             logger.warning(
                 "cannot ask vLLM what %s takes (%s: %s); assuming one picture per request",
-                self.model_path,
+                path,
                 type(exc).__name__,
                 exc,
             )
             return FALLBACK_CAPABILITIES
-        logger.info("%s takes: %s", self.model_path, ", ".join(caps.inputs))
+        logger.info("%s takes: %s", path, ", ".join(caps.inputs))
         return caps
 
     def decode(self, completion: Completion) -> Decoded:
