@@ -87,7 +87,7 @@ class PicturesPlugin(VLMPlugin):
 class LoRAPlugin(VLMPlugin):
     variant = "lora-test"
     model_id = "test/lora"
-    capabilities = Capabilities(lora=LoRAAdapter("vision", "vision-lora", 320))
+    capabilities = Capabilities(lora=LoRAAdapter("vision-lora", 320))
 
 
 def test_a_clip_as_pictures_has_one_placeholder_and_one_image_per_frame():
@@ -113,7 +113,7 @@ def test_engine_settings_come_from_the_declaration():
 
 def test_the_lora_request_points_into_the_model_folder():
     request = LoRAPlugin("/models/x").lora_request()
-    assert request.lora_name == "vision" and request.lora_path == "/models/x/vision-lora"
+    assert request.lora_name == "lora-test" and request.lora_path == "/models/x/vision-lora"
     assert FramesPlugin("/nowhere").lora_request() is None
 
 
@@ -170,3 +170,15 @@ def test_a_pictures_only_model_refuses_a_video_file_before_decoding(tmp_path):
     task = CaptionTask(PicturesPlugin("/nowhere"), VLMConfig(model="pictures-test"))
     loaded = task.load((MediaFile(path=fake, key="x.mp4", kind="video"), frozenset()))
     assert loaded.error == "x.mp4: model 'pictures-test' takes no video (pictures only)"
+
+
+def test_a_server_serves_the_adapter_under_the_variant_and_the_base_beside_it():
+    from vlmcap.server.command import served_names
+
+    assert served_names(LoRAPlugin("/models/x"), "/models/x") == [
+        "--served-model-name",
+        "lora-test-base",
+        "--lora-modules",
+        "lora-test=/models/x/vision-lora",
+    ]
+    assert served_names(FramesPlugin("/m"), "/m") == ["--served-model-name", "frames-test"]

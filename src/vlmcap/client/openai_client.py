@@ -178,23 +178,30 @@ class ServerClient:
 
     # ---- the server's models ---------------------------------------------------------------
 
-    async def served_models(self) -> list[str]:
-        """Names of the models the server serves (``GET /v1/models``), with retries."""
+    async def served_model_parents(self) -> list[tuple[str, str | None]]:
+        """``(name, parent)`` of each served model; the parent of a LoRA adapter is the base
+        model it runs on (vLLM's ``parent`` field), None for a base model."""
 
-        async def call() -> list[str]:
+        async def call() -> list[tuple[str, str | None]]:
             page = await self._openai.models.list()
-            return [m.id for m in page.data]
+            return [(m.id, getattr(m, "parent", None)) for m in page.data]
 
         return await self._retrying("GET /v1/models", call, fatal_timeout=True)
 
     async def resolve_model(self) -> str:
-        """The served model to use: ``settings.model``, checked, or the only one for auto."""
-        models = await self.served_models()
+        """The served model to use: ``settings.model``, checked, or for auto the only one
+        served, or the only adapter among a base model and its adapter (``vlmcap serve`` of a
+        plugin that runs with a LoRA adapter)."""
+        served = await self.served_model_parents()
+        models = [name for name, _ in served]
         wanted = self.settings.model
         listing = ", ".join(repr(m) for m in models) or "none"
         if wanted == "auto":
             if len(models) == 1:
                 return models[0]
+            adapters = [name for name, parent in served if parent in models]
+            if len(adapters) == 1 and len(models) == len(adapters) + 1:
+                return adapters[0]
             raise ServedModelError(
                 f"the server at {self.settings.url} serves {listing}; pick one with "
                 "--served-model NAME"

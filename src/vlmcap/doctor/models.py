@@ -137,13 +137,13 @@ def target_check(name: str, target: Target, *, requested: bool) -> Check:
 
 def plugin_target(variant: str) -> Target:
     """Where ``variant``'s model is, without downloading or building anything."""
-    from vlmcap.plugins.tiny import TinyRandomQwen25VLPlugin
+    from vlmcap.plugins.tiny import BuiltOnFirstUse
 
     cls = get_plugin_class(variant)
-    if cls.model_path is TinyRandomQwen25VLPlugin.model_path:  # the random build, made on use
-        from vlmcap.tiny.model import tiny_model_dir
-
-        return Target(str(tiny_model_dir()), built_on_first_use=True)
+    if issubclass(cls, BuiltOnFirstUse):  # a tiny model: shipped, or built on first use
+        planned = cls.tiny.planned()
+        if planned is not None:
+            return Target(str(planned), built_on_first_use=True)
     return Target(cls(None).model_path)
 
 

@@ -101,7 +101,6 @@ CATALOG: tuple[KnownModel, ...] = (
         licence=NVIDIA_OPEN,
         params="2B",
         gated=True,
-        plugin="cosmos-reason2",
     ),
     KnownModel(
         variant="gemma-3-4b",

@@ -58,6 +58,8 @@ if TYPE_CHECKING:
 EngineInputs = dict[str, Any]
 #: Content parts of ``ModelRequest.messages`` that stand for one picture or clip.
 MEDIA_PLACEHOLDERS = frozenset({"image", "video"})
+#: vLLM's id of the one adapter a plugin runs with (ids are the engine's keys for adapters).
+LORA_ID = 1
 
 
 class VLMPlugin(abc.ABC):
@@ -175,7 +177,7 @@ class VLMPlugin(abc.ABC):
         from vllm.lora.request import LoRARequest
 
         path = Path(self.model_path) / adapter.subfolder
-        return LoRARequest(adapter.name, 1, str(path))
+        return LoRARequest(self.variant, LORA_ID, str(path))
 
     def build_llm(self, config: VLMConfig) -> LLM:
         """Start a vLLM engine for this model (shared defaults + ``engine_overrides``)."""

@@ -38,10 +38,12 @@ class UnsupportedInputError(ValueError):
 
 @dataclass(frozen=True)
 class LoRAAdapter:
-    """A LoRA adapter the model needs for its vision path, shipped inside the model folder."""
+    """A LoRA adapter the model needs for its vision path, shipped inside the model folder.
 
-    #: Name of the adapter in requests (offline) and on a server (``--lora-modules``).
-    name: str
+    Every request runs with it: offline as a ``LoRARequest`` named after the plugin variant;
+    ``vlmcap serve`` serves it under the variant's name (``--lora-modules``) and the base
+    weights alone as ``<variant>-base``."""
+
     #: Folder of the adapter, relative to the model folder.
     subfolder: str
     #: ``max_lora_rank`` the engine is started with (at least the adapter's rank).

@@ -30,6 +30,7 @@ _BUILTIN: dict[str, str] = {
     "cosmos-reason1": "vlmcap.plugins.cosmos_reason1:CosmosReason1Plugin",
     "tiny-qwen2.5-vl": "vlmcap.plugins.tiny:TinyQwen25VLPlugin",
     "tiny-random-qwen2.5-vl": "vlmcap.plugins.tiny:TinyRandomQwen25VLPlugin",
+    "tiny-lora-qwen2.5-vl": "vlmcap.plugins.tiny:TinyLoRAQwen25VLPlugin",
     "qwen3-vl-8b": "vlmcap.plugins.qwen3_vl:Qwen3VLPlugin",
     "qwen3-vl-4b": "vlmcap.plugins.qwen3_vl:Qwen3VL4BPlugin",
     "cosmos-reason2": "vlmcap.plugins.cosmos_reason2:CosmosReason2Plugin",

@@ -9,6 +9,8 @@ which also gives the server ``POST /start_profile`` and ``POST /stop_profile``
 (``vlmcap.debug.profiler.ServerProfiler`` drives them). On top of them::
 
     --served-model-name VARIANT        clients ask for the plugin variant, not a path
+    --lora-modules VARIANT=PATH        a plugin whose requests run with a LoRA adapter: the
+                                       adapter is the variant, the base is VARIANT-base
     --host / --port
     --trust-request-mm-kwargs          so each video carries its own frame rate
     --media-io-kwargs {"video": {"num_frames": -1}}   every frame sent is used
@@ -55,6 +57,8 @@ SERVER_MODULES = (
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 #: Seconds a stopping server gets to finish before it is killed.
 STOP_TIMEOUT_S = 60.0
+#: Served name of the base weights of a model whose plugin runs with a LoRA adapter.
+BASE_SUFFIX = "-base"
 
 
 class ServerStartError(RuntimeError):
@@ -208,10 +212,27 @@ def server_command(
         extras["max_num_seqs"] = offline_max_num_seqs(int(kwargs.get("tensor_parallel_size", 1)))
     cmd = [python, "-m", server_module(), "--model", str(kwargs["model"])]
     cmd += engine_flags(kwargs, parser)
-    cmd += ["--served-model-name", plugin.variant, "--host", opts.host, "--port", str(opts.port)]
+    cmd += served_names(plugin, str(kwargs["model"]))
+    cmd += ["--host", opts.host, "--port", str(opts.port)]
     cmd += engine_flags(extras, parser)
     cmd += list(opts.extra_args)
     return cmd
+
+
+def served_names(plugin: VLMPlugin, model_path: str) -> list[str]:
+    """``--served-model-name VARIANT``; for a plugin whose requests run with a LoRA adapter,
+    the adapter is served as VARIANT (``--lora-modules``) and the base weights alone as
+    ``VARIANT-base``, so clients that ask for the variant get the adapter, as offline."""
+    adapter = plugin.capabilities.lora
+    if adapter is None:
+        return ["--served-model-name", plugin.variant]
+    path = str(Path(model_path) / adapter.subfolder)
+    return [
+        "--served-model-name",
+        f"{plugin.variant}{BASE_SUFFIX}",
+        "--lora-modules",
+        f"{plugin.variant}={path}",
+    ]
 
 
 def offline_max_num_seqs(world_size: int) -> int | None:
