@@ -46,11 +46,16 @@ def test_plugin_defaults_to_the_variant():
 def test_entries_without_their_own_plugin_name_the_one_that_runs_them():
     assert find("gemma-3-4b").plugin == "generic"
     assert find("smolvlm2-2.2b").plugin == "generic"
-    assert find("cosmos-reason2-2b").plugin == "cosmos-reason2"
     small_qwen = find("qwen2.5-vl-3b")
     assert small_qwen.plugin == "qwen2.5-vl"
     # the plugin exists, and its own weights are the 7B: the 3B goes in as --model-path
     assert get_plugin_class(small_qwen.plugin).model_id != small_qwen.model_id
+
+
+def test_an_entry_with_a_plugin_of_its_name_runs_the_plugin_s_own_weights():
+    for model in CATALOG:
+        if model.plugin == model.variant:
+            assert get_plugin_class(model.variant).model_id == model.model_id, model.variant
 
 
 def test_gated_models_and_licences():
