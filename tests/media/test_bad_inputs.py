@@ -88,12 +88,12 @@ def test_unsupported_codec(tmp_path):
     assert_names_file(err, path, "unsupported video codec")
 
 
-def test_one_frame_video(tmp_path):
+def test_one_frame_video_is_sent_with_the_frame_repeated(tmp_path):
     path = write_clip(tmp_path / "still.mp4", seconds=1 / 30)
-    with pytest.raises(MediaError) as err:
-        sample_video(path)
-    assert_names_file(err, path, "only 1 frame(s) at 2 fps, need 2")
-    result = sample_windows(path, min_frames=1)  # allowed when the caller asks for it
+    clip = sample_video(path)  # two frames: what a model that merges frame pairs needs
+    assert clip.frames.shape[0] == 2 and np.array_equal(clip.frames[0], clip.frames[1])
+    assert clip.timestamps == [0.0, 0.0]
+    result = sample_windows(path, min_frames=1)  # no repeat when one frame is enough
     assert result.windows[0].frames.shape[0] == 1
 
 

@@ -123,15 +123,38 @@ def test_same_key_from_two_roots_is_reported_not_overwritten(tmp_path):
     assert problem.path == str(tmp_path / "two" / "x.mp4") and "already used" in problem.cause
 
 
-def test_symlinked_files_and_folders_are_followed(tmp_path):
-    touch(tmp_path, "store/blob1.mp4", "store/sub/blob2.jpg")
+def test_symlinked_files_and_folders_are_followed_and_those_leaving_the_root_counted(
+    tmp_path, caplog
+):
+    touch(tmp_path, "store/blob1.mp4", "store/sub/blob2.jpg", "dataset/own.png")
     root = tmp_path / "dataset"
-    root.mkdir()
     (root / "clip.mp4").symlink_to(tmp_path / "store" / "blob1.mp4")
     (root / "linked").symlink_to(tmp_path / "store" / "sub")
-    result = discover([root])
-    assert keys(result) == ["clip.mp4", "linked/blob2.jpg"]
-    assert result[0].path == root / "clip.mp4"  # the name the user sees, not the target
+    (root / "again.png").symlink_to(root / "own.png")  # stays inside: not counted
+    with caplog.at_level(logging.INFO, logger="vlmcap.media.inputs"):
+        result = discover([root])
+    assert keys(result) == ["again.png", "clip.mp4", "linked/blob2.jpg", "own.png"]
+    assert result[1].path == root / "clip.mp4"  # the name the user sees, not the target
+    assert not result.problems
+    (line,) = [r.getMessage() for r in caplog.records if "point outside" in r.getMessage()]
+    assert "2 symbolic link(s) point outside it and were followed" in line
+
+
+def test_a_manifest_row_must_stay_inside_its_folder_links_included(tmp_path):
+    """Data-file paths are confined (vlmcap.media.paths): a link out of the manifest's folder
+    is refused like '..', a link inside it is followed."""
+    touch(tmp_path, "store/blob.mp4", "outside.mp4", "dataset/own.mp4")
+    root = tmp_path / "dataset"
+    (root / "out.mp4").symlink_to(tmp_path / "store" / "blob.mp4")
+    (root / "alias.mp4").symlink_to(root / "own.mp4")
+    manifest = root / "list.csv"
+    manifest.write_text("path\nalias.mp4\nout.mp4\n../outside.mp4\n")
+    result = discover([], manifest=manifest)
+    assert keys(result) == ["alias.mp4"]
+    causes = [p.cause for p in result.problems]
+    assert "'out.mp4': resolves through a symbolic link" in causes[0]
+    assert "outside the manifest's folder; refused" in causes[0]
+    assert "'../outside.mp4': '..' leads outside the manifest's folder" in causes[1]
 
 
 def test_symlink_loops_and_broken_links_are_reported(tmp_path, caplog):

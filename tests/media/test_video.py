@@ -11,7 +11,6 @@ from PIL import Image
 
 from vlmcap.media import video
 from vlmcap.media.dump import dump_frames, safe_prefix
-from vlmcap.media.images import MediaError
 from vlmcap.media.video import fit_pixels, sample_video, sample_windows
 
 
@@ -108,10 +107,11 @@ def test_rate_above_the_source_gives_each_frame_once(tmp_path):
     assert len(clip.timestamps) == 5 and len(set(clip.timestamps)) == 5
 
 
-def test_too_few_frames(tmp_path):
-    path = write_clip(tmp_path / "one.mp4", seconds=1 / 30)
-    with pytest.raises(MediaError, match=r"one\.mp4: only 1 frame\(s\) at 2 fps, need 2"):
-        sample_video(path)
+def test_a_window_of_a_longer_clip_with_too_few_frames_is_not_padded(tmp_path):
+    path = write_clip(tmp_path / "one.mp4", seconds=2.2)
+    result = sample_windows(path, window_s=1.0, min_window_s=0.1, fps=2.0)
+    assert [w.index for w in result.windows] == [0, 1]
+    assert result.skipped[0].reason == "only 1 frame(s) at 2 fps, need 2"
 
 
 # --- windows ------------------------------------------------------------------------------

@@ -32,7 +32,11 @@ def engine(engine: tuple[Any, Any]) -> tuple[Any, Any]:
     """The session engine, while vLLM's metrics registry in this process is still its own."""
     metrics, why = read_engine_metrics(engine[1])
     if metrics is None and "another engine" in why:
-        pytest.skip(f"an LLM started later in this session owns the metrics: {why}")
+        pytest.fail(
+            f"an LLM started earlier in the run than these tests owns vLLM's metrics: {why}. "
+            "A test module that starts its own offline engine must sort after tests/monitor "
+            "(e.g. under tests/plugins/), so these tests see the session engine's metrics"
+        )
     return engine
 
 

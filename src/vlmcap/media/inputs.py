@@ -9,6 +9,14 @@ Keys are POSIX paths relative to the root a file was found under: the folder giv
 part of a glob pattern (``data`` for ``data/**/*.mp4``), the manifest's folder, or just the file
 name for a file named on its own. They are valid UTF-8 text even for file names that are not
 (undecodable bytes appear as ``\\xNN``), so they can be written to any output.
+
+One policy for paths and links (``vlmcap.media.paths``): a path written in a data file (a
+manifest row, a QA set's image) must stay inside that file's folder, symbolic links included
+(``..`` out of it, absolute paths elsewhere, links whose target is outside and URLs are
+refused, row by row). Files found by walking a folder the user named are the user's own file
+system: their links are followed wherever they point (datasets are often trees of links into
+shared storage, as a Hugging Face snapshot is); those leaving the folder are counted in one
+INFO line, and link loops and broken links are reported.
 """
 
 from __future__ import annotations
@@ -188,14 +196,18 @@ class _Collector:
 
     def walk(self, root: Path, match: _Matcher | None = None) -> int:
         """Add the media files under ``root`` (keys: paths relative to it) that ``match``
-        accepts; return how many matched. A symbolic link back to a folder being walked is
-        reported, not followed."""
+        accepts; return how many matched. Symbolic links are followed wherever they point (a
+        dataset is often a tree of links into shared storage, as a Hugging Face snapshot is);
+        those that leave ``root`` are counted in one INFO line. A link back to a folder being
+        walked is reported, not followed."""
         try:
             st = root.stat()
         except OSError as exc:
             self.problem(root, f"cannot read folder ({exc.strerror or exc}); skipped")
             return 0
         matched = 0
+        inside = os.path.realpath(root) + os.sep
+        outside: list[Path] = []  # links whose target is not under root (followed)
         stack = [(root, "", frozenset({(st.st_dev, st.st_ino)}))]
         while stack:
             folder, rel, ancestors = stack.pop()
@@ -222,12 +234,26 @@ class _Collector:
                         target = display_name(os.path.realpath(path))
                         self.problem(path, f"symbolic link loop (back to {target}); not followed")
                         continue
+                    if _leaves(entry, inside):
+                        outside.append(path)
                     stack.append((path, f"{rel}{name}/", ancestors | {ident}))
                 elif is_file:
                     if wanted:
-                        matched += self.file(path, _text_key(rel + name))
+                        taken = self.file(path, _text_key(rel + name))
+                        matched += taken
+                        if taken and _leaves(entry, inside):
+                            outside.append(path)
                 elif wanted and entry.is_symlink() and self.kind(path) is not None:
                     self.problem(path, "broken symbolic link (its target does not exist)")
+        if outside:
+            logger.info(
+                "%s: %d symbolic link(s) point outside it and were followed (keys stay their "
+                "paths under it), e.g. %s -> %s",
+                display_name(root),
+                len(outside),
+                display_name(outside[0]),
+                display_name(os.path.realpath(outside[0])),
+            )
         return matched
 
     def _entries(self, folder: Path) -> list[os.DirEntry[str]]:
@@ -278,8 +304,15 @@ class _Collector:
                 self.problem(label, f"{entry.value!r}: is a folder; list files in a manifest")
             elif media_kind(target) is None:
                 self.problem(label, f"{entry.value!r}: not an image or video extension")
+            elif os.path.abspath(target) in self.paths:
+                self.problem(label, f"{entry.value!r}: listed before; taken once")
             else:
                 self.file(target, _text_key(key))
+
+
+def _leaves(entry: os.DirEntry[str], inside: str) -> bool:
+    """True for a symbolic link whose target is not under the folder ``inside`` names."""
+    return entry.is_symlink() and not os.path.realpath(entry.path).startswith(inside)
 
 
 class _Matcher:

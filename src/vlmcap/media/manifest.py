@@ -17,8 +17,10 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
+
+from vlmcap.media.paths import confine
 
 logger = logging.getLogger(__name__)
 
@@ -163,17 +165,7 @@ def _read_parquet(manifest: Manifest, column: str) -> None:
 def resolve_in_root(root: Path, value: str) -> tuple[Path, str]:
     """The file ``value`` names under ``root`` and its key (POSIX path relative to ``root``).
 
-    Raises ``ValueError`` with the cause for a path that leaves ``root`` or cannot be a file.
+    Raises ``ValueError`` with the cause for a path that leaves ``root`` (``..``, an absolute
+    path elsewhere, a symbolic link out of it) or cannot be a file (``vlmcap.media.paths``).
     """
-    if "\x00" in value:
-        raise ValueError("path contains a NUL character")
-    if "://" in value:
-        raise ValueError("URLs are not supported; download the files and list local paths")
-    base = Path(os.path.abspath(root))
-    target = Path(os.path.normpath(base / value))  # absolute values replace the base
-    for folder in (base, Path(os.path.realpath(base))):
-        if target == folder:
-            raise ValueError("names the manifest's folder itself, not a file")
-        if folder in target.parents:
-            return target, PurePosixPath(*target.relative_to(folder).parts).as_posix()
-    raise ValueError(f"outside the manifest's folder {base}; refused")
+    return confine(root, value, root_name="the manifest's folder", absolute_ok=True)

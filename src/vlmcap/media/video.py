@@ -8,7 +8,9 @@ Flow of ``sample_windows``:
      times is converted to RGB at the pixel budget (once, even when windows overlap), every other
      frame is dropped undecoded-to-RGB. Memory is the picked frames, whatever the clip length.
   4. Windows with fewer than ``min_frames`` frames, or cut short by a decoding error, are listed
-     in ``VideoWindows.skipped`` with the reason instead of being returned as sendable.
+     in ``VideoWindows.skipped`` with the reason instead of being returned as sendable; a clip
+     that is one window and too short for that (a single frame) is sent with its last frame
+     repeated up to ``min_frames``.
 
 ``sample_video`` is the one-window case, kept for callers that want the whole clip.
 """
@@ -357,7 +359,13 @@ def _collect(
         frames_decoded=decoded.frames,
         error=decoded.error,
     )
-    for index, ((start, end), picks) in enumerate(zip(plan.spans, decoded.picks, strict=True)):
+    whole_clip = len(plan.spans) == 1
+    for index, ((start, end), found) in enumerate(zip(plan.spans, decoded.picks, strict=True)):
+        picks = found
+        if whole_clip and 0 < len(found) < min_frames and decoded.error is None:
+            # a clip shorter than the frames a model merges (one frame, say): its last frame
+            # repeated, as the model's processor would pad it, rather than the clip refused
+            picks = found + [found[-1]] * (min_frames - len(found))
         n = len(picks)
         reason = None
         if decoded.error is not None and end > decoded.end + EPS:

@@ -35,13 +35,14 @@ import struct
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from vlmcap.media.images import DEFAULT_MAX_PIXELS, MediaError, check_file, display_name
+from vlmcap.media.paths import confine
 from vlmcap.qa.question_files import (
     SEED_LAYOUT,
     VLMEVAL_LAYOUT,
@@ -117,30 +118,11 @@ def _text_list(text: str) -> list[Any]:
 def resolve_in_root(root: Path, value: str) -> Path:
     """The real path of the file ``value`` (relative to ``root``) names, inside ``root``.
 
-    ``root`` is made absolute and resolved here. Raises ``ValueError`` with the cause for a
-    path that is absolute, leaves the root through ``..``, or resolves outside it through a
-    symbolic link.
+    Raises ``ValueError`` with the cause for a path that is absolute, leaves the root through
+    ``..``, or resolves outside it through a symbolic link (``vlmcap.media.paths``).
     """
-    if "\x00" in value:
-        raise ValueError("the path contains a NUL character")
-    if "://" in value:
-        raise ValueError("URLs are not supported; download the images and give relative paths")
-    if PurePosixPath(value).is_absolute() or PureWindowsPath(value).is_absolute():
-        raise ValueError("absolute paths are refused; write it relative to the dataset root")
-    base = Path(os.path.abspath(root))
-    real_base = Path(os.path.realpath(base))
-    joined = Path(os.path.normpath(base / value))
-    if joined == base:
-        raise ValueError("names the dataset root itself, not an image file")
-    if base not in joined.parents:
-        raise ValueError("'..' leads outside the dataset root; refused")
-    real = Path(os.path.realpath(joined))
-    if real_base not in real.parents:
-        raise ValueError(
-            f"resolves through a symbolic link to {display_name(real)}, outside the dataset "
-            "root; refused (links are followed only when they stay inside the root)"
-        )
-    return real
+    target, _ = confine(root, value, root_name="the dataset root", absolute_ok=False)
+    return Path(os.path.realpath(target))
 
 
 def check_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:

@@ -1,12 +1,4 @@
-"""Helpers for tests of pipelines built on vlmcap: synthetic media whose content is known.
+"""Tools for testing vlmcap and the jobs built on it.
 
-    from vlmcap.testing import SceneSpec, make_dataset, write_image, write_video
-
-These are the tiny model's synthetic scenes (``vlmcap.tiny.synthetic``); the tiny models
-themselves are the plugins ``tiny-qwen2.5-vl`` (trained, shipped) and
-``tiny-random-qwen2.5-vl`` (random weights). No product module imports from here.
+corpus   broken and hostile inputs, each with the outcome a job must give
 """
-
-from vlmcap.tiny.synthetic import SceneSpec, make_dataset, write_image, write_video
-
-__all__ = ["SceneSpec", "make_dataset", "write_image", "write_video"]
