@@ -54,10 +54,22 @@ RUN_ID_BYTES = 3
 
 
 def describe_error(exc: BaseException) -> str:
-    """``TypeName: message`` on one line, short enough for a JSONL field."""
+    """``TypeName: message`` on one line, short enough for a JSONL field. An exception raised
+    from another (``raise ... from``) leads with the one it came from, the actionable part
+    (vLLM's "Failed to apply <processor> on data=..." wraps the processor's own reason)."""
+    root = exc
+    while root.__cause__ is not None and root.__cause__ is not root:
+        root = root.__cause__
+    text = _one_line(root)
+    if root is not exc:
+        text = f"{text} (in {_one_line(exc)})"
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[: MAX_ERROR_CHARS - 3] + "..."
+    return text
+
+
+def _one_line(exc: BaseException) -> str:
     msg = " ".join(str(exc).split())
-    if len(msg) > MAX_ERROR_CHARS:
-        msg = msg[: MAX_ERROR_CHARS - 3] + "..."
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 

@@ -16,7 +16,6 @@ corpus for a manual try (``vlmcap caption OUT/media ...``) and prints the table 
 
 from __future__ import annotations
 
-import os
 import struct
 import sys
 import zlib
@@ -40,6 +39,9 @@ SIDE = 64
 CLIP_FPS = 8
 #: A PNG header claiming this many pixels a side (a decompression bomb: tiny file, huge image).
 BOMB_SIDE = 20_000
+#: Bytes overwritten in the middle of a "garbage in the middle" file, and their seed.
+GARBAGE_BYTES = 256
+GARBAGE_SEED = 7
 #: Characters of the very long file name (most file systems allow 255 bytes).
 LONG_NAME_CHARS = 200
 
@@ -110,7 +112,8 @@ def _damaged(path: Path, make: Callable[[Path], Path], how: str) -> Path:
         data = data[: len(data) // 3]
     elif how == "garbage-middle":
         middle = len(data) // 2
-        data[middle : middle + 256] = os.urandom(256)
+        garbage = np.random.default_rng(GARBAGE_SEED).integers(0, 256, GARBAGE_BYTES, np.uint8)
+        data[middle : middle + GARBAGE_BYTES] = garbage.tobytes()
     elif how == "header":
         data[: min(32, len(data))] = b"\xff" * min(32, len(data))
     path.write_bytes(bytes(data))
