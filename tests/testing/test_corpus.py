@@ -20,7 +20,7 @@ from vlmcap.media.manifest import ManifestError
 from vlmcap.pipeline.backend import OfflineBackend
 from vlmcap.pipeline.caption import caption_files
 from vlmcap.qa.dataset import QuestionSetError, load_questions
-from vlmcap.testing.corpus import Case, write_corpus
+from vlmcap.testing.corpus import Case, media_outcome, write_corpus
 
 #: How discovery names a manifest row in a problem: "<manifest> row N".
 ROW = re.compile(r"row \d+$")
@@ -59,17 +59,9 @@ def test_each_media_kind_gives_its_outcome_and_the_job_finishes(corpus, engine, 
     problems = {
         Path(p.path).relative_to(root / "media").as_posix(): p.cause for p in found.problems
     }
-    for case in (c for c in cases if c.area == "media"):
-        row = rows.get(case.name)
-        if case.expect == "ok":
-            assert row is not None and row["status"] == "ok", (case, row)
-        elif case.expect == "failed":
-            assert row is not None and row["status"] == "failed", (case, row)
-            assert case.cause in row["error"], (case, row["error"])
-        elif case.expect == "problem":
-            assert row is None and case.cause in problems[case.name], (case, problems)
-        else:  # absent: not an input, not a problem
-            assert row is None and case.name not in problems, case
+    outcomes = {c.name: media_outcome(c, rows, problems) for c in cases if c.area == "media"}
+    wrong = {name: got for name, got in outcomes.items() if got.startswith("wrong")}
+    assert not wrong, wrong
     assert set(problems) == {c.name for c in cases if c.expect == "problem" and c.area == "media"}
 
 

@@ -19,11 +19,11 @@ from __future__ import annotations
 import struct
 import sys
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import av
 import numpy as np
@@ -315,6 +315,26 @@ def _qa_cases(root: Path, media: Path) -> list[Case]:
     (root / "no_answer_column.tsv").write_text("index\tquestion\tA\n1\tq\tx\n")
     cases.append(Case("no answer column", "qa", "no_answer_column.tsv", "invalid", "answer"))
     return cases
+
+
+def media_outcome(
+    case: Case, rows: Mapping[str, Mapping[str, Any]], problems: Mapping[str, str]
+) -> str:
+    """What the job made of a media ``case``: ``ok``, ``failed``, ``problem``, ``absent``, or
+    ``wrong: ...`` when it is not what the case expects (the cause missing from the error,
+    say). ``rows``: the records by key; ``problems``: discovery's causes by key."""
+    row = rows.get(case.name)
+    if row is not None:
+        got = str(row.get("status"))
+        if got == "failed" and case.cause not in str(row.get("error")):
+            return f"wrong: failed without {case.cause!r}: {row.get('error')}"
+    elif case.name in problems:
+        got = "problem"
+        if case.cause not in problems[case.name]:
+            return f"wrong: problem without {case.cause!r}: {problems[case.name]}"
+    else:
+        got = "absent"
+    return got if got == case.expect else f"wrong: {got}, expected {case.expect}"
 
 
 def write_corpus(root: Path) -> list[Case]:
