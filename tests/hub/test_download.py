@@ -3,6 +3,10 @@ unreachable hub, and the disk-space check.
 
 huggingface_hub reads HF_ENDPOINT, HF_HUB_OFFLINE and HF_HUB_CACHE when it is imported, so
 each scenario runs ``download`` in a fresh Python with those variables set.
+
+The loopback hub stands in for huggingface.co, which this machine (and CI) cannot reach: it
+answers the routes ``snapshot_download`` calls (model info, file tree, resolve, and 401/403 with
+the hub's error headers), so the client code under test is the real huggingface_hub.
 """
 
 from __future__ import annotations
