@@ -7,6 +7,7 @@ cell): it names a file inside the data file's folder (the root). Refused, with t
     an absolute path, where refused     (QA sets: paths are relative to the dataset root)
     a path that leaves the root         ('..' out of it, or an absolute path elsewhere)
     the root itself                     (a folder, not a file)
+    a name or path too long             (over the file system's limits: it cannot be a file)
     a symbolic link out of the root     (its target, resolved, is not under the resolved root)
 
 Symbolic links inside the root are followed. Files found by walking a folder the user named
@@ -16,6 +17,7 @@ followed wherever they point.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -46,6 +48,14 @@ def confine(root: Path, value: str, *, root_name: str, absolute_ok: bool) -> tup
     if key is None:
         how = "is" if absolute else "'..' leads"
         raise ValueError(f"{how} outside {root_name} ({base}); refused")
+    try:
+        os.lstat(target)
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise ValueError(
+                "the path is too long for the file system (a name or the whole path is over "
+                "its limit)"
+            ) from None
     real = Path(os.path.realpath(target))
     if real_base not in real.parents:
         raise ValueError(
