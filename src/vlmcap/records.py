@@ -89,6 +89,9 @@ class Record:
     stage1_finish_reason: str | None = None
     prompt_tokens: int = 0  # summed over stages
     output_tokens: int = 0  # summed over stages
+    #: Requests sent for this item, over its stages, retries included (a server's HTTP
+    #: retries, a request lost with a dead engine): above the stage count, it was retried.
+    attempts: int = 0
     timings: Timings = field(default_factory=Timings)
     #: The model request now in flight (for debug dumps); dropped once the record is done.
     request: ModelRequest | None = field(default=None, repr=False)

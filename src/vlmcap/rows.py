@@ -59,6 +59,8 @@ class Row:
     truncated: bool = False
     prompt_tokens: int = 0
     output_tokens: int = 0
+    #: Requests sent for the item, retries included (0 in rows of older versions).
+    attempts: int = 0
     queued_at: float | None = None
     first_token_at: float | None = None
     finished_at: float | None = None
@@ -92,6 +94,7 @@ class Row:
             "truncated": record.truncated,
             "prompt_tokens": record.prompt_tokens,
             "output_tokens": record.output_tokens,
+            "attempts": record.attempts,
             "queued_at": t.queued,
             "first_token_at": t.first_token,
             "finished_at": t.finished,

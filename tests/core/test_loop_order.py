@@ -14,6 +14,7 @@ from typing import Any
 
 from vlmcap.config import VLMConfig
 from vlmcap.core import Lifecycle, LoopStats, ModelRequest, drive
+from vlmcap.core.recovery import EngineLost
 from vlmcap.engine.transport import EngineTransport
 from vlmcap.plugins.base import VLMPlugin
 from vlmcap.records import Item, Status
@@ -191,7 +192,7 @@ def test_polling_source_never_blocks_while_the_engine_has_work():
     assert 0 < stats.busy_fraction <= 1
 
 
-def test_engine_death_fails_every_record_inside_then_stops_the_run():
+def test_engine_death_without_recovery_stops_the_run_and_writes_nothing_inside():
     class DyingEngine(ScriptedEngine):
         def step(self):
             if len(self.inflight_history) == 2:
@@ -199,7 +200,7 @@ def test_engine_death_fails_every_record_inside_then_stops_the_run():
             return super().step()
 
     media = [f"d{i}" for i in range(6)]
-    engine = DyingEngine(dict.fromkeys(media, 5))
+    engine = DyingEngine({"d0": 1} | dict.fromkeys(media[1:], 5))
     plugin = EchoPlugin()
     config = VLMConfig(model="echo-test", max_inflight=3)
     transport = EngineTransport(SimpleNamespace(llm_engine=engine), plugin, 3)
@@ -207,10 +208,10 @@ def test_engine_death_fails_every_record_inside_then_stops_the_run():
     try:
         for record in drive(items(*media), transport, Lifecycle(plugin, config)):
             seen.append(record)
-    except RuntimeError as exc:
+    except EngineLost as exc:
         assert "EngineCore died" in str(exc)
+        assert exc.unfinished == 3  # d1, d2, d3 were inside: left for resume, not failed
+        assert isinstance(exc.__cause__, RuntimeError)
     else:
         raise AssertionError("the engine's death must stop the run")
-    assert [r.key for r in seen] == ["d0", "d1", "d2"]  # the three inside; none of the rest
-    assert all(r.status == Status.FAILED for r in seen)
-    assert all(r.error == "engine failed: RuntimeError: EngineCore died" for r in seen)
+    assert [(r.key, r.status) for r in seen] == [("d0", Status.OK)]  # finished before

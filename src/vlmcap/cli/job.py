@@ -15,8 +15,11 @@ exit statuses.
                shut down; a signal during this clean-up is only recorded, so it runs to its end
 
 Exit status: ``work``'s; 2 for bad usage or a server that is not usable; 143 after SIGTERM,
-130 after SIGINT, 124 when the hang watchdog stopped it (``--on-hang abort``); the rows written
-stay, and the same command resumes.
+130 after SIGINT, 124 when the hang watchdog stopped it (``--on-hang abort``), 75 when the
+offline engine died more often than ``--engine-restarts`` allows, 74 (``DISK_FULL_STATUS``)
+when a file of the job could not be written because its disk or quota is full (one line names
+it; a log file that filled up is only reported at the end, see ``vlmcap.sinks.disk_full``);
+the rows written stay, and the same command resumes.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from vlmcap.cli.errors import usage_error
 from vlmcap.debug.terminal import say
+from vlmcap.sinks.disk_full import DiskFullError, LogGuard, as_disk_full
 
 if TYPE_CHECKING:
     from vllm import LLM
@@ -39,6 +43,13 @@ if TYPE_CHECKING:
     from vlmcap.pipeline.backend import Backend
     from vlmcap.plugins.base import VLMPlugin
     from vlmcap.sinks.store import RecordStore
+
+#: Exit status when the offline engine died more often than ``--engine-restarts`` allows
+#: (sysexits' EX_TEMPFAIL: the rows written stay, a rerun resumes the rest).
+ENGINE_LOST_STATUS = 75
+#: Exit status when an output or log file could not be written for lack of space (sysexits'
+#: EX_IOERR): every row written so far is complete, a rerun resumes after the last one.
+DISK_FULL_STATUS = 74
 
 #: ``work(backend, plugin, store, server_url, live)`` -> exit status.
 Work = Callable[["Backend", "VLMPlugin", "RecordStore", "str | None", "Progress"], int]
@@ -54,14 +65,19 @@ def run_job(
     """Run ``work`` on the backend ``config``/``client`` name, watched as ``monitor`` says;
     its exit status."""
     from vlmcap.client.connect import ServerError, open_server
-    from vlmcap.pipeline.backend import OfflineBackend, ServerBackend
+    from vlmcap.core.recovery import EngineLost
     from vlmcap.plugins.registry import UnknownModelError, get_plugin
     from vlmcap.runtime import Interrupted, shutdown_llm, stop_on_signals
     from vlmcap.sinks.lock import LockedError
 
-    store = llm = debug = None
+    store = debug = None
+    engines: list[LLM] = []  # every offline engine started: the first, then each restart's
     status = 0
-    with stop_on_signals() as signals, signals.shield():  # SIGTERM/SIGINT: only in the work...
+    with (
+        stop_on_signals() as signals,
+        signals.shield(),  # SIGTERM/SIGINT: only in the work...
+        LogGuard() as logs,  # a log file on a full disk: no traceback, said at the end
+    ):
         try:
             with signals.raising():  # ...raise Interrupted; the clean-up below always runs
                 try:
@@ -71,13 +87,8 @@ def run_job(
                 except (UnknownModelError, LockedError, ServerError, ValueError) as exc:
                     usage_error(str(exc))
                 debug = job_debug(config, plugin, store, server)
-                backend: Backend
                 try:
-                    if server is not None:
-                        backend = ServerBackend(server, plugin, config, debugger=debug.requests)
-                    else:
-                        llm = start_engine(plugin, config)
-                        backend = OfflineBackend(llm, plugin, config, debugger=debug.requests)
+                    backend = _backend(server, plugin, config, debug, engines)
                     debug.engine_ready()
                     url = server.url if server is not None else None
                     status = _watched(backend, plugin, store, url, work, monitor, debug)
@@ -88,18 +99,81 @@ def run_job(
             usage_error(str(exc))
         except Interrupted as exc:
             say(f"{exc.name}: stopped; the rows written are kept (rerun to resume)")
+        except EngineLost as exc:
+            say(f"error: the engine died and no restart is left: {exc}")
+            status = ENGINE_LOST_STATUS
+        except OSError as exc:
+            status = _disk_full_status(exc)  # raised on unless the disk is full
         finally:
             try:
                 if store is not None:
-                    store.close()  # rows flushed and lock released before the slower engine
+                    status = _close_store(store, status)  # before the slower engine shutdown
             finally:
                 try:
                     if debug is not None:
                         debug.finish()  # the engine's memory at the end: before it stops
                 finally:
-                    if llm is not None:
-                        shutdown_llm(llm)
-    return signals.exit_status(status)
+                    for engine in engines:
+                        shutdown_llm(engine)  # idempotent: the dead ones are quick
+    return signals.exit_status(_log_status(logs, status))
+
+
+def _disk_full_status(exc: OSError) -> int:
+    """``DISK_FULL_STATUS`` once ``exc`` is reported, if it says the disk is full; else it is
+    raised again."""
+    full = as_disk_full(exc)
+    if full is None:
+        raise exc
+    return _report_disk_full(full)
+
+
+def _report_disk_full(error: DiskFullError) -> int:
+    """Say on one line which file did not fit and what to do (the text is the error's)."""
+    say(f"error: {error}")
+    return DISK_FULL_STATUS
+
+
+def _close_store(store: RecordStore, status: int) -> int:
+    """Close ``store`` (rows flushed, lock released); a disk found full only now is reported
+    like one found during the work; ``status`` otherwise."""
+    try:
+        store.close()
+    except DiskFullError as exc:
+        return status if status == DISK_FULL_STATUS else _report_disk_full(exc)
+    return status
+
+
+def _log_status(logs: LogGuard, status: int) -> int:
+    """``status``; ``DISK_FULL_STATUS`` once reported when only a log file found its disk full
+    (the rows were saved, the log lacks lines)."""
+    if logs.failure is None or status == DISK_FULL_STATUS:
+        return status
+    return _report_disk_full(logs.failure)
+
+
+def _backend(
+    server: ClientConfig | None,
+    plugin: VLMPlugin,
+    config: VLMConfig,
+    debug: JobDebug,
+    engines: list[LLM],
+) -> Backend:
+    """The job's backend: the server's, or an offline engine (started here, and again after
+    each death the engine-restart budget allows; every one is added to ``engines``)."""
+    from vlmcap.pipeline.backend import OfflineBackend, ServerBackend
+
+    if server is not None:
+        return ServerBackend(server, plugin, config, debugger=debug.requests)
+    engines.append(start_engine(plugin, config))
+    backend = OfflineBackend(
+        engines[0],
+        plugin,
+        config,
+        debugger=debug.requests,
+        rebuild=lambda: start_engine(plugin, config),
+    )
+    backend.on_restart.append(engines.append)
+    return backend
 
 
 def _watched(
@@ -164,7 +238,9 @@ def snapshot_source(backend: Backend, live: Progress) -> SnapshotSource:
     from vlmcap.pipeline.backend import OfflineBackend, ServerBackend
 
     if isinstance(backend, OfflineBackend):
-        return EngineSource(backend.llm, live)
+        source = EngineSource(backend.llm, live)
+        backend.on_restart.append(lambda new: setattr(source, "llm", new))
+        return source
     if isinstance(backend, ServerBackend):
         settings = backend.settings
         return ServerSource(settings.url, api_key=settings.resolved_api_key, progress=live)

@@ -166,6 +166,7 @@ class ServerTransport:
                 prompt_tokens=reply.prompt_tokens,
                 output_tokens=reply.completion_tokens,
                 token_ids=reply.token_ids,
+                attempts=reply.attempts,
                 logprobs=reply.logprobs,
                 output=reply.raw,
             ),

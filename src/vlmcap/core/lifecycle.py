@@ -173,6 +173,7 @@ class Lifecycle:
         stage = record.status
         record.prompt_tokens += completion.prompt_tokens
         record.output_tokens += completion.output_tokens
+        record.attempts += completion.attempts
         reason = completion.finish_reason
         if stage == Status.STAGE1:
             record.stage1_finish_reason = reason

@@ -14,7 +14,11 @@ Flow trace::
         yield every record that is done
         transport.collect(timeout)           # engine: one step; server: replies so far
           lifecycle.settle(record, completion)  -> ok / failed / stage 2 next
-        an InflightLost (engine died)        # every record inside fails, then the run stops
+        an InflightLost (engine died)        # with a Recovery: a fresh transport, the records
+                                             # inside retried one at a time (a poison item
+                                             # fails alone, see vlmcap.core.recovery);
+                                             # without one, or none left: EngineLost, and
+                                             # the records inside stay unwritten (resume)
       stats.progress sees every request go in and come out (monitor, watchdog, timing logs)
 
 The same loop runs vLLM's engine in this process and a server's requests, so in-flight
@@ -29,6 +33,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 
 from vlmcap.core.lifecycle import Lifecycle
+from vlmcap.core.recovery import EngineLost, Recovery, poison_reason
 from vlmcap.core.source import PollingSource
 from vlmcap.core.stats import LoopStats
 from vlmcap.core.transport import InflightLost, Rejected, Transport
@@ -84,20 +89,37 @@ class _Driver:
         transport: Transport,
         lifecycle: Lifecycle,
         stats: LoopStats,
+        recovery: Recovery | None,
     ) -> None:
         self.transport = transport
+        self.given = transport  # the caller's: the caller closes it
         self.lifecycle = lifecycle
         self.stats = stats
+        self.recovery = recovery
         self.source = _Source(items, stats)
         self.stage2: deque[Record] = deque()
         self.inside: dict[str, Record] = {}
         self.done: list[Record] = []
         self.progress = stats.progress
+        #: Records that were inside when the engine died: retried one at a time, first.
+        self.suspects: deque[Record] = deque()
+        #: The request id of the suspect now inside alone, if any.
+        self.isolating: str | None = None
+
+    @property
+    def capacity(self) -> int:
+        """Requests allowed inside now: one while suspects are being retried."""
+        return 1 if self.suspects or self.isolating else self.transport.capacity
 
     def next_request(self) -> bool:
         """Submit one more request; False when nothing is waiting."""
         while True:
-            if self.stage2:
+            suspect = bool(self.suspects)
+            if suspect:
+                record = self.suspects.popleft()
+                retry = self.lifecycle.second if record.status == Status.STAGE2 else None
+                request = (retry or self.lifecycle.first)(record)
+            elif self.stage2:
                 record = self.stage2.popleft()
                 request = self.lifecycle.second(record)
             else:
@@ -117,31 +139,29 @@ class _Driver:
                 continue
             self.lifecycle.queued(record)
             self.inside[request.request_id] = record
+            if suspect:
+                self.isolating = request.request_id
             self.progress.submitted(request.request_id, record.key, request.stage)
             self.stats.requests += 1
             self.stats.mark(len(self.inside))
             return True
 
     def top_up(self) -> None:
-        while len(self.inside) < self.transport.capacity and self.next_request():
+        while len(self.inside) < self.capacity and self.next_request():
             pass
 
     def collect(self) -> None:
-        room = len(self.inside) < self.transport.capacity
+        room = len(self.inside) < self.capacity
         wait = POLL_S if room and self.source.polling else None
         try:
             finished = self.transport.collect(wait)
         except InflightLost as lost:
-            now = time.time()
-            for record in self.inside.values():
-                record.fail(lost.reason, now)
-            self.done.extend(self.inside.values())
-            self.inside.clear()
-            self.progress.lost()
-            self.stats.mark(0)
-            raise
+            self.recover(lost)
+            return
         now = time.time()
         for reply in finished:
+            if reply.request_id == self.isolating:
+                self.isolating = None  # it came out: it did not kill the engine
             owner: Record | None = self.inside.pop(reply.request_id, None)
             if owner is None:
                 logger.warning("reply for unknown request %s ignored", reply.request_id)
@@ -156,9 +176,33 @@ class _Driver:
         self.stats.engine_steps = self.transport.steps
         self.progress.outputs_seen(self.transport.outputs_seen)
 
+    def recover(self, lost: InflightLost) -> None:
+        """Everything inside is gone: fail a suspect that was alone (a poison item), then go on
+        with a fresh transport, or raise ``EngineLost`` when no restart is left."""
+        alone = self.inside.pop(self.isolating, None) if self.isolating else None
+        if alone is not None:
+            alone.attempts += 1
+            alone.fail(poison_reason(lost.reason), time.time())
+            self.done.append(alone)
+            logger.error("%s failed: %s", alone.key, alone.error)
+        self.isolating = None
+        for record in self.inside.values():
+            record.attempts += 1  # the request lost with the engine
+        self.suspects.extendleft(reversed(self.inside.values()))
+        self.inside.clear()
+        self.progress.lost()
+        self.stats.mark(0)
+        if self.recovery is None or self.recovery.left == 0:
+            unfinished = len(self.suspects)
+            self.suspects.clear()
+            raise EngineLost(lost.reason, unfinished) from (lost.__cause__ or lost)
+        if self.transport is not self.given:
+            self.transport.close()
+        self.transport = self.recovery.new_transport(lost.reason, len(self.suspects))
+
     @property
     def exhausted(self) -> bool:
-        return self.source.exhausted and not self.stage2 and not self.inside
+        return self.source.exhausted and not self.stage2 and not self.inside and not self.suspects
 
     def take_done(self) -> list[Record]:
         done, self.done = self.done, []
@@ -172,13 +216,19 @@ def drive(
     transport: Transport,
     lifecycle: Lifecycle,
     stats: LoopStats | None = None,
+    *,
+    recovery: Recovery | None = None,
 ) -> Iterator[Record]:
     """Yield one finished record (``ok`` or ``failed``) per item, in completion order.
 
-    A run-stopping error of the transport (the engine died, the server is gone) is raised after
-    the records it failed have been yielded.
+    When the transport loses what is inside (the engine died), ``recovery`` (optional) gives a
+    fresh one and the records inside are retried; without it, or with no restart left,
+    ``EngineLost`` is raised after every finished record has been yielded, and the records
+    that were inside are not yielded (a rerun resumes them). A run-stopping error of the
+    transport itself (the server is gone) is raised as it is.
     """
-    driver = _Driver(items, transport, lifecycle, stats if stats is not None else LoopStats())
+    stats = stats if stats is not None else LoopStats()
+    driver = _Driver(items, transport, lifecycle, stats, recovery)
     driver.stats.mark(0)
     try:
         while True:
@@ -190,9 +240,11 @@ def drive(
                 continue  # a polling source had nothing ready yet and nothing is inside
             try:
                 driver.collect()
-            except InflightLost as lost:
+            except EngineLost:
                 yield from driver.take_done()
-                raise (lost.__cause__ or lost) from None
+                raise
             yield from driver.take_done()
     finally:
         driver.stats.stop()
+        if driver.transport is not driver.given:
+            driver.transport.close()

@@ -163,6 +163,8 @@ class Completion:
     first_token_at: float | None = None  # wall-clock time of the first output token
     queue_s: float | None = None  # waiting in the engine before being scheduled, where known
     error: str | None = None
+    #: Tries the transport made for this request (a server's HTTP retries included).
+    attempts: int = 1
     logprobs: tuple[TokenLogprob, ...] | None = field(default=None, repr=False)
     output: Any = field(default=None, repr=False, compare=False)
 

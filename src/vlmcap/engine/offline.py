@@ -10,7 +10,8 @@
 ``config.inflight_batching`` picks the loop: the shared driver (``vlmcap.core.loop``) over
 ``EngineTransport`` (the default), or fixed batches (``batching.py``). Both give the same
 records for the same items and seed. ``debugger`` (a ``vlmcap.debug.request_dump.RequestDebugger``)
-sees every request of either loop: dumps, logprobs.
+sees every request of either loop: dumps, logprobs. ``restart`` (in-flight loop): how to get a
+fresh engine when this one dies, up to ``config.engine_restarts`` times (``vlmcap.core.recovery``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from vlmcap.core.lifecycle import Lifecycle
 from vlmcap.core.loop import drive
+from vlmcap.core.recovery import Recovery
 from vlmcap.core.stats import LoopStats
 from vlmcap.engine.batching import iter_fixed_batches
 from vlmcap.engine.transport import EngineTransport
@@ -52,12 +54,16 @@ def iter_records(
     stats: LoopStats | None = None,
     *,
     debugger: RequestDebugger | None = None,
+    restart: Callable[[], LLM] | None = None,
 ) -> Iterator[Record]:
     """Yield one finished record (``ok`` or ``failed``) per item as soon as it is done.
 
     Items are pulled lazily, so a generator of decoded media keeps memory bounded. ``stats``
     (optional) is filled with the run's engine-busy and input-wait times; ``debugger``
-    (optional) dumps requests and keeps logprobs as the run's debug switches say.
+    (optional) dumps requests and keeps logprobs as the run's debug switches say. ``restart``
+    (optional) shuts the dead engine down and returns a new one: the in-flight loop then
+    survives ``config.engine_restarts`` engine deaths; without it a death raises
+    ``vlmcap.core.recovery.EngineLost``.
     """
     from vlmcap.debug.steps import close_hooks, step_hooks
 
@@ -69,8 +75,16 @@ def iter_records(
         return
     hooks = step_hooks(config, llm)
     transport = EngineTransport(llm, plugin, config.max_inflight, hooks=hooks)
+    recovery = None
+    if restart is not None and config.engine_restarts > 0:
+        new_engine = restart
+
+        def fresh() -> EngineTransport:
+            return EngineTransport(new_engine(), plugin, config.max_inflight, hooks=hooks)
+
+        recovery = Recovery(fresh, config.engine_restarts)
     try:
-        yield from drive(items, transport, lifecycle, stats)
+        yield from drive(items, transport, lifecycle, stats, recovery=recovery)
     finally:
         transport.close()
         close_hooks(hooks)  # a profile still on stops here, and its top operators are logged

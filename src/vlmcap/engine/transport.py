@@ -4,6 +4,10 @@ vLLM's engine core works through its requests in its own process; each ``collect
 ``engine.step()``, which returns the outputs that finished. Engine inputs are derived from the
 plugin's ``ModelRequest`` here (``plugin.engine_inputs``), on the loop's thread.
 
+A dead engine core process is noticed (``liveness.DeathAlarm``): the waiting step raises, and
+``collect`` raises ``InflightLost``; a request submitted to a dead engine is taken and lost
+with the rest at the next ``collect``, so the loop's recovery sees it among those inside.
+
 Step hooks (``--log-steps``, the profiler) see every step as a ``StepInfo``: how many requests
 were inside, how many finished, how many tokens it produced and how long it took.
 """
@@ -19,6 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 from vlmcap.core.lifecycle import describe_error
 from vlmcap.core.request import Completion, Sampling, StageRequest
 from vlmcap.core.transport import Finished, InflightLost, Rejected
+from vlmcap.engine.liveness import DeathAlarm, death_reason, engine_dead
 
 if TYPE_CHECKING:
     from vllm import LLM, RequestOutput, SamplingParams
@@ -86,6 +91,7 @@ class EngineTransport:
         self._tokens: dict[str, int] = {}  # tokens so far of each request inside (with hooks)
         lora = plugin.lora_request()  # the model's adapter goes with every request
         self._lora: dict[str, Any] = {} if lora is None else {"lora_request": lora}
+        self._alarm = DeathAlarm(self.engine).start()
 
     @property
     def capacity(self) -> int:
@@ -113,6 +119,8 @@ class EngineTransport:
         return self._params[sampling]
 
     def submit(self, request: StageRequest) -> None:
+        if engine_dead(self.engine):
+            return  # taken, and lost with the rest at the next collect
         try:
             inputs = self.plugin.engine_inputs(request.request, self.processor)
         except Exception as exc:
@@ -122,6 +130,8 @@ class EngineTransport:
                 request.request_id, cast(Any, inputs), self.params(request), **self._lora
             )
         except Exception as exc:
+            if engine_dead(self.engine):
+                return  # the engine died, not the request's fault: lost at the next collect
             raise Rejected(
                 f"engine rejected {request.stage} request: {describe_error(exc)}"
             ) from exc
@@ -133,9 +143,14 @@ class EngineTransport:
         inside = len(self._tokens)
         started = time.perf_counter()
         try:
+            if engine_dead(self.engine):
+                from vllm.v1.engine.exceptions import EngineDeadError
+
+                raise EngineDeadError(suppress_context=True)
             outputs = self.engine.step()
         except Exception as exc:
-            raise InflightLost(f"engine failed: {describe_error(exc)}") from exc
+            why = death_reason(self.engine) if engine_dead(self.engine) else describe_error(exc)
+            raise InflightLost(f"engine failed: {why}") from exc
         self._steps += 1
         self._outputs_seen += len(outputs)
         if self._hooks:
@@ -162,4 +177,5 @@ class EngineTransport:
             hook(info)
 
     def close(self) -> None:
-        """Nothing to release: the engine outlives the run (its owner shuts it down)."""
+        """Stop watching the engine; the engine outlives the run (its owner shuts it down)."""
+        self._alarm.stop()

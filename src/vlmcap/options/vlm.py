@@ -16,6 +16,10 @@ from pydantic import Field, model_validator
 from vlmcap.options.base import ConfigError, OptionGroup, flag
 from vlmcap.prompts import STYLES
 
+#: Engine deaths an offline run survives by default (``--engine-restarts``,
+#: ``vlmcap.core.recovery``).
+DEFAULT_ENGINE_RESTARTS = 3
+
 DEFAULT_MODEL = "qwen2.5-vl"
 DEFAULT_PROMPT_STYLE = "default"
 DEFAULT_STAGE2_PROMPT = (
@@ -164,6 +168,13 @@ class LoopOptions(OptionGroup):
     )
     max_inflight: int = Field(
         default=256, ge=1, description="Requests kept inside the engine at once (in-flight loop)."
+    )
+    engine_restarts: int = Field(
+        default=DEFAULT_ENGINE_RESTARTS,
+        ge=0,
+        description="Engine deaths the in-flight loop survives: the engine is restarted and the "
+        "requests inside are retried one at a time (an item that kills it again fails alone); "
+        "0: stop at the first.",
     )
 
 

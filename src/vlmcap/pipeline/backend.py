@@ -10,7 +10,7 @@ request dumps, logprobs, on either backend.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -39,17 +39,40 @@ class Backend(Protocol):
 
 @dataclass
 class OfflineBackend:
-    """vLLM's engine in this process (the shared driver, or fixed batches)."""
+    """vLLM's engine in this process (the shared driver, or fixed batches).
+
+    ``rebuild`` (optional) starts a new engine after this one died (``config.engine_restarts``
+    times at most); ``llm`` is then the new one, and each of ``on_restart`` is told.
+    """
 
     llm: LLM
     plugin: VLMPlugin
     config: VLMConfig
     debugger: RequestDebugger | None = field(default=None, kw_only=True)
+    rebuild: Callable[[], LLM] | None = field(default=None, kw_only=True)
+    on_restart: list[Callable[[LLM], None]] = field(default_factory=list, kw_only=True)
 
     def run(self, items: Iterable[Item], stats: LoopStats) -> Iterator[Record]:
+        restart = self._restart if self.rebuild is not None else None
         return iter_records(
-            items, self.llm, self.plugin, self.config, stats, debugger=self.debugger
+            items,
+            self.llm,
+            self.plugin,
+            self.config,
+            stats,
+            debugger=self.debugger,
+            restart=restart,
         )
+
+    def _restart(self) -> LLM:
+        from vlmcap.runtime import shutdown_llm
+
+        assert self.rebuild is not None
+        shutdown_llm(self.llm)  # what is left of the dead one: its processes are reaped
+        self.llm = self.rebuild()
+        for listener in self.on_restart:
+            listener(self.llm)
+        return self.llm
 
 
 @dataclass

@@ -7,7 +7,10 @@ Two ways to never leave a half-written file behind, whatever instant the process
   the new name survives a power cut too;
 * the records JSONL is append-only: each row is one ``write`` of one complete line to a file
   opened with ``O_APPEND``, so a crash can tear at most the line being written, which
-  :mod:`vlmcap.sinks.resume` repairs.
+  :mod:`vlmcap.sinks.resume` repairs. A write that fails part-way without a crash (a full
+  disk) is cut back off the file at once.
+
+A full disk (or quota) raises :class:`~vlmcap.sinks.disk_full.DiskFullError` naming the file.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from vlmcap.sinks.disk_full import writing
 
 logger = logging.getLogger(__name__)
 
@@ -66,38 +71,42 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is fsynced and renamed to ``path``.
 
     For writers that want a file name (e.g. ``pyarrow.parquet.write_table``). On an exception the
-    temporary file is removed and ``path`` is left untouched.
+    temporary file is removed and ``path`` is left untouched; a full disk met inside the block
+    raises :class:`~vlmcap.sinks.disk_full.DiskFullError` naming ``path``.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, new_file_mode(path))
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        with tmp.open("rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, new_file_mode(path))
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            yield tmp
+            with tmp.open("rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     fsync_dir(path.parent)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, new_file_mode(path))
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half
+    (a full disk: ``DiskFullError``, and the old file stays)."""
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            os.fchmod(fd, new_file_mode(path))
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     fsync_dir(path.parent)
 
 
@@ -156,6 +165,10 @@ class JsonlWriter:
     kernel on every line; ``fsync`` (which protects against power loss, and is slow) runs at most
     every ``fsync_every_s`` seconds (``None``: only on :meth:`sync` and :meth:`close`).
 
+    A write that fails after part of its line reached the file (a full disk, a signal between
+    two ``write`` calls) is cut back to the end of the previous line, so the file holds only
+    complete lines; a full disk raises ``DiskFullError`` naming the file.
+
     If the file ends in a torn line (a crash of an earlier writer that nobody repaired), a
     newline is written first so that the new rows never merge with the fragment; readers then
     skip the fragment as one unparseable line.
@@ -181,26 +194,44 @@ class JsonlWriter:
         self.lines_written = 0
         if torn:
             logger.warning("%s ends in an incomplete line; starting a new line after it", path)
-            self._write_all(b"\n")
+            try:
+                self._write_all(b"\n")
+            except BaseException:
+                os.close(self._fd)
+                self._fd = None
+                raise
 
     @property
     def closed(self) -> bool:
         return self._fd is None
 
     def _write_all(self, data: bytes) -> None:
-        if self._fd is None:
+        fd = self._fd
+        if fd is None:
             raise ValueError(f"write to closed JsonlWriter ({self.path})")
         view = memoryview(data)
-        try:
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
-                self._unsynced = True
-        except BaseException:
-            if len(view) < len(data):
-                self._torn = True  # part of the line is on disk: start the next one afresh
-            raise
+        with writing(self.path):
+            start = os.lseek(fd, 0, os.SEEK_END)  # O_APPEND: the line goes here
+            try:
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                    self._unsynced = True
+            except BaseException:
+                if len(view) < len(data):
+                    self._cut_back(fd, start)
+                raise
         self._torn = False
+
+    def _cut_back(self, fd: int, size: int) -> None:
+        """Remove the part of a line that a failed write left after byte ``size``."""
+        try:
+            os.ftruncate(fd, size)
+        except OSError as exc:
+            self._torn = True  # part of the line stays: start the next one afresh
+            logger.warning("%s: cannot cut back a partly written line: %s", self.path, exc)
+        else:
+            logger.debug("%s: a write failed part-way; its partial line was cut off", self.path)
 
     def write(self, row: dict[str, Any]) -> None:
         """Append ``row`` as one line; fsync when the last fsync is older than the interval."""
@@ -213,7 +244,8 @@ class JsonlWriter:
     def sync(self) -> None:
         """Force the lines written so far to stable storage."""
         if self._fd is not None and self._unsynced:
-            os.fsync(self._fd)
+            with writing(self.path):  # some file systems only report a full disk here
+                os.fsync(self._fd)
             self._unsynced = False
             if self._new_file:
                 fsync_dir(self.path.parent)
@@ -226,8 +258,9 @@ class JsonlWriter:
         try:
             self.sync()
         finally:
-            os.close(self._fd)
-            self._fd = None
+            fd, self._fd = self._fd, None
+            with writing(self.path):
+                os.close(fd)
 
     def __enter__(self) -> JsonlWriter:
         return self

@@ -30,6 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from vlmcap.sinks.disk_full import writing
 from vlmcap.sinks.files import fsync_dir, new_file_mode
 
 logger = logging.getLogger(__name__)
@@ -160,11 +161,12 @@ def stale_reason(info: LockInfo) -> str | None:
 
 
 def _create_exclusive(path: Path, text: str) -> bool:
-    """Create ``path`` with ``text`` atomically; False if it already exists."""
+    """Create ``path`` with ``text`` atomically; False if it already exists (a full disk:
+    ``DiskFullError``)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, new_file_mode())
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with writing(path), os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
@@ -187,10 +189,14 @@ def _create_exclusive_no_link(path: Path, text: str) -> bool:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except FileExistsError:
         return False
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        with writing(path), os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)  # a lock file without its content would block the folder
+        raise
     return True
 
 

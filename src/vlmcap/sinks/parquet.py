@@ -77,8 +77,10 @@ def write_parquet(
 
     columns = rows_to_columns(rows, row_type)
     table = pa.Table.from_pydict(columns, schema=parquet_schema(row_type))
-    with atomic_path(path) as tmp:
-        pq.write_table(table, str(tmp))
+    # The file is ours to close: on a failed write (a full disk) it is closed at once, not
+    # whenever the writer that the error's traceback keeps alive is collected.
+    with atomic_path(path) as tmp, pa.OSFile(str(tmp), "wb") as sink:
+        pq.write_table(table, sink)
     logger.debug("wrote %d record(s) to %s", table.num_rows, path)
     return int(table.num_rows)
 

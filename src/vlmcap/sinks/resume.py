@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmcap.rows import CaptionRow, Row
+from vlmcap.sinks.disk_full import writing
 
 logger = logging.getLogger(__name__)
 
@@ -48,13 +49,14 @@ def parse_line(raw: bytes) -> JsonObject | None:
 def repair_tail(path: Path) -> int:
     """Make ``path`` end at a line boundary; returns the number of bytes cut (0: nothing to do).
 
-    A last line that parses as a complete row but lacks its newline gets the newline instead.
+    A last line that parses as a complete row but lacks its newline gets the newline instead
+    (on a full disk: ``DiskFullError``).
     """
     try:
         fh = path.open("rb+")
     except FileNotFoundError:
         return 0
-    with fh:
+    with writing(path), fh:
         size = fh.seek(0, os.SEEK_END)
         if size == 0:
             return 0

@@ -10,7 +10,10 @@ Files in ``output_dir`` (``<model>``/``<style>`` are the run's model and prompt 
     captions/<model>/<model>_<style>.json        {key: caption}, ok records only, sorted
     captions/<model>/<model>_<style>.parquet     final record per key (with parquet=True)
 
-``records.jsonl`` is the source of truth; the map and the parquet file are rebuilt from it. Runs
+``records.jsonl`` is the source of truth; the map and the parquet file are rebuilt from it.
+On a full disk (``vlmcap.sinks.disk_full``) a write raises ``DiskFullError`` naming the file;
+``records.jsonl`` keeps only complete lines, and closing the store afterwards writes nothing
+more (map and parquet stay at their last complete versions) and releases the lock. Runs
 of several models or prompt styles may share one output folder (one at a time: the lock): each
 run resumes from, and ``overwrite`` removes, only the rows recording its own model and style.
 
@@ -26,11 +29,12 @@ Flow of one run::
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -38,6 +42,7 @@ from typing import Any
 
 from vlmcap.rows import CaptionRow, Row
 from vlmcap.sinks.caption_map import CAPTIONS_DIR, CaptionMapWriter, caption_map_path
+from vlmcap.sinks.disk_full import DiskFullError
 from vlmcap.sinks.files import JsonlWriter, atomic_path, fsync_dir, remove_temp_files
 from vlmcap.sinks.lock import OutputLock
 from vlmcap.sinks.resume import ResumeState, parse_line, repair_tail
@@ -129,6 +134,7 @@ class RecordStore:
         self._skipped: set[str] = set()
         self._write_parquet = parquet
         self._closed = False
+        self.disk_full: DiskFullError | None = None  # the first write that found no room
 
     @property
     def outputs(self) -> dict[str, Path]:
@@ -149,7 +155,8 @@ class RecordStore:
             raise RuntimeError("a RecordStore is opened once")
         if self.parquet and importlib.util.find_spec("pyarrow") is None:
             raise RuntimeError("parquet output needs pyarrow: pip install pyarrow")
-        self._lock.acquire()
+        with self._noting_disk_full():
+            self._lock.acquire()
         try:
             for path in (self.records_path, self.map_path, self.parquet_path):
                 remove_temp_files(path)  # left by a crash mid-save; nobody else writes here
@@ -172,14 +179,25 @@ class RecordStore:
                 before_save=self._sync_records,
                 clock=self._clock,
             )
-            self._map.save()  # the map on disk matches records.jsonl from the start
-            self._writer = JsonlWriter(
-                self.records_path, fsync_every_s=self.fsync_every_s, clock=self._clock
-            )
+            with self._noting_disk_full():
+                self._map.save()  # the map on disk matches records.jsonl from the start
+                self._writer = JsonlWriter(
+                    self.records_path, fsync_every_s=self.fsync_every_s, clock=self._clock
+                )
         except BaseException:
             self._lock.release()
             raise
         return self
+
+    @contextlib.contextmanager
+    def _noting_disk_full(self) -> Iterator[None]:
+        """Keep the first ``DiskFullError`` raised inside (then raised on) in ``disk_full``."""
+        try:
+            yield
+        except DiskFullError as exc:
+            if self.disk_full is None:
+                self.disk_full = exc
+            raise
 
     def _sync_records(self) -> None:
         """fsync records.jsonl before a map save: the map on disk never runs ahead of it."""
@@ -226,24 +244,29 @@ class RecordStore:
 
     def flush(self) -> None:
         """Make everything written so far durable: fsync records, save the map, write parquet."""
-        with self._mutex:
+        with self._mutex, self._noting_disk_full():
             _, cmap = self._require_open()
             cmap.flush()  # fsyncs the records first
             self._save_parquet()
 
     def close(self) -> None:
-        """Flush everything and release the lock (idempotent)."""
+        """Flush everything and release the lock (idempotent). After a full disk only the
+        records file is closed: nothing more is written, the lock is released."""
         if self._closed:
             return
         self._closed = True
         try:
-            with self._mutex:
-                if self._writer is not None:
-                    self._writer.close()
-                if self._map is not None:
-                    self._map.close()
-                if self._writer is not None:
-                    self._save_parquet()
+            with self._mutex, self._noting_disk_full():
+                writer = self._writer
+                if writer is not None:
+                    writer.close()
+                if self.disk_full is not None:
+                    logger.debug("%s: not saved again after a full disk", self.map_path)
+                else:
+                    if self._map is not None:
+                        self._map.close()
+                    if writer is not None:
+                        self._save_parquet()
         finally:
             self._writer = None
             self._lock.release()
@@ -309,7 +332,7 @@ class RecordStore:
         """
         full = self._validate(row.to_json() if isinstance(row, Row) else row)
         key: str = full["key"]
-        with self._mutex:
+        with self._mutex, self._noting_disk_full():
             writer, cmap = self._require_open()
             if key in self._written:
                 raise DuplicateRecordError(
