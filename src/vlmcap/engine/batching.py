@@ -4,7 +4,9 @@ Simpler to step through in a debugger than the in-flight loop, and the usual way
 It uses the same lifecycle as every other backend (requests built by the plugin, outcomes
 settled in one place). Failure isolation: bad items fail while their request is built; if
 ``LLM.generate`` still rejects the batch (vLLM aborts what it had added), the batch is retried
-one request at a time so that only the offending item fails.
+one request at a time so that only the offending item fails. A dead engine is no item's
+fault: the run stops with ``EngineLost`` and the batch's records are not written (a rerun
+resumes them); restarting the engine is the in-flight loop's (``vlmcap.core.recovery``).
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 from vlmcap.core.lifecycle import Lifecycle, describe_error
+from vlmcap.core.recovery import EngineLost
 from vlmcap.core.request import Completion, StageRequest
 from vlmcap.core.stats import LoopStats
+from vlmcap.engine.liveness import death_reason, engine_dead
 from vlmcap.engine.transport import EngineTransport, completion_of
 from vlmcap.records import Item, Record, Status
 
@@ -58,7 +62,10 @@ def _generate(
                 use_tqdm=False,
             )
         )
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
+        if engine_dead(llm.llm_engine):
+            reason = f"engine failed: {death_reason(llm.llm_engine)}"
+            raise EngineLost(reason, len(batch)) from exc
         if len(batch) == 1:
             request = batch[0][0]
             reason = f"engine rejected {request.stage} request: {describe_error(exc)}"
@@ -82,6 +89,17 @@ def iter_fixed_batches(
     transport = EngineTransport(llm, lifecycle.plugin, lifecycle.config.batch_size)
     source = iter(items)
     stats.mark(0)
+    try:
+        yield from _batches(source, transport, lifecycle, stats)
+    finally:
+        transport.close()  # stops its watch on the engine
+        stats.stop()
+
+
+def _batches(
+    source: Iterator[Item], transport: EngineTransport, lifecycle: Lifecycle, stats: LoopStats
+) -> Iterator[Record]:
+    llm = transport.llm
     while True:
         t0 = time.perf_counter()
         batch = list(itertools.islice(source, lifecycle.config.batch_size))
@@ -114,4 +132,3 @@ def iter_fixed_batches(
         for record in records:
             stats.progress.item_done(record.status == Status.OK)
         yield from records
-    stats.stop()

@@ -80,6 +80,7 @@ class EngineTransport:
     def __init__(
         self, llm: LLM, plugin: VLMPlugin, capacity: int, hooks: Sequence[StepHook] = ()
     ) -> None:
+        self.llm = llm
         self.engine = llm.llm_engine
         self.plugin = plugin
         self._capacity = capacity
