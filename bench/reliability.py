@@ -1,54 +1,72 @@
-"""Reliability figures: the bad-input corpus through ``vlmcap caption``, and SIGKILL trials.
+"""Reliability figures: bad inputs, faults and load, each through real ``vlmcap`` jobs.
 
-    .venv/bin/python bench/reliability.py [--kill-trials 20] [--seed 20261202]
+    .venv/bin/python bench/reliability.py [--kill-trials 20] [--signal-trials 5] [--seed N]
 
-1. **Corpus**: ``vlmcap caption`` (a subprocess, the built-in random tiny model) over the
-   media area of ``vlmcap.testing.corpus``; each kind's outcome against the one it must give.
-2. **SIGKILL trials**: one output folder, a dataset of pictures and clips; each trial starts
-   ``vlmcap caption`` (resuming what the earlier trials left), waits until a seeded number of
-   new rows are written, then kills its whole process group at a seeded instant, as a batch
-   scheduler does. After each kill: every complete line parses, no key is written twice, and no
-   process of the killed job is left. A last run finishes the job; lost and duplicated items
-   are counted over the whole dataset.
+Each part runs ``vlmcap`` commands as subprocesses on the built-in random tiny model:
 
-Writes ``bench/results/reliability.json``. The tests run the same corpus and a two-kill trial
-(``tests/testing/test_corpus.py``, ``tests/pipeline/test_kill_resume.py``); this runs more.
+    corpus          ``vlmcap caption`` over the media area of ``vlmcap.testing.corpus``; each
+                    kind's outcome against the one it must give
+    sigkill         SIGKILL trials of an offline ``vlmcap caption`` (``fault_trials``): one
+                    output folder, each trial resumes what the earlier ones left, is killed
+                    (whole process group) at a seeded moment; lost / duplicated items over
+                    the whole dataset, processes left behind, lines that do not parse
+    sigint/sigterm  the signal to the job's main process: exit 130 / 143 by itself, lock
+                    released, rows whole; the rerun resumes
+    engine_deaths   the vLLM engine process of a running job killed ``--engine-kills``
+                    times: restarted each time, every item once, exit 0
+    engine_lost     the same with ``--engine-restarts 0``: exit 75, rows kept, rerun resumes
+    qa_sigkill      SIGKILL trials of ``vlmcap qa``
+    client_sigkill  SIGKILL trials of ``vlmcap caption --server-url`` against one
+                    ``vlmcap serve`` (which stays up)
+    server_load     ``bench/server_load.py`` against the same server: 2,000 requests from 4
+                    client processes at concurrency 64
+
+Writes ``bench/results/reliability.json``. CI runs the short version of the same parts
+(``tests/bench/test_reliability_short.py``), the corpus (``tests/testing/test_corpus.py``)
+and a two-kill trial (``tests/pipeline/test_kill_resume.py``); this runs more.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psutil
+import pyarrow.parquet as pq
 
 from common import machine_info, write_result
+from fault_trials import RUN_TIMEOUT_S, Job, engine_deaths, engine_lost, kill_trials, signal_trials
+from server_load import API_KEY, load, served
 from vlmcap.media.inputs import discover
+from vlmcap.sinks.lock import LOCK_NAME
 from vlmcap.testing.corpus import media_outcome, write_corpus
+from vlmcap.tiny.qa_set import write_question_set
 from vlmcap.tiny.synthetic import make_dataset
 
 MODEL = "tiny-random-qwen2.5-vl"
-#: Seconds one run may take before the trial counts as hung.
-RUN_TIMEOUT_S = 600
-#: Seconds the killed job's processes get to be gone.
-GONE_S = 10.0
-#: New rows a trial waits for before it kills, at most (at least one).
-MAX_ROWS_PER_TRIAL = 3
-#: Seconds of random delay after those rows, at most.
-MAX_KILL_DELAY_S = 0.2
-#: The SIGKILL trials' dataset: enough items that every trial is killed mid-run.
+#: The fault trials' dataset: enough items that every trial is stopped mid-run.
 KILL_IMAGES = 700
-KILL_CLIPS = 12
+#: One clip per this many pictures.
+IMAGES_PER_CLIP = 60
+#: The parts, in the order they run.
+PARTS = ("corpus", "sigkill", "sigint", "sigterm", "engine_deaths", "engine_lost", "qa_sigkill",
+         "client_sigkill", "server_load")  # fmt: skip
+#: The parts that need the one ``vlmcap serve``.
+SERVER_PARTS = frozenset({"client_sigkill", "server_load"})
+#: The QA SIGKILL trials' question set, per picture of the caption jobs: one question per
+#: image, two per pair of images.
+QA_IMAGES_SHARE = 0.4
+QA_PAIRS_SHARE = 0.15
 
 
 def caption_cmd(src: Path, out: Path) -> list[str]:
@@ -103,128 +121,116 @@ def corpus_part(work: Path, env: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def left_behind(pgid: int) -> list[str]:
-    """Live processes still in the killed job's process group."""
-    out = []
-    for proc in psutil.process_iter(["pid", "name", "status"]):
-        try:
-            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
-                out.append(f"{proc.pid} {proc.name()}")
-        except (ProcessLookupError, psutil.Error, PermissionError):
-            continue
-    return out
-
-
-def kill_part(work: Path, env: dict[str, str], trials: int, seed: int) -> dict[str, Any]:
-    rng = random.Random(seed)
-    src = work / "kill-src"
-    make_dataset(
-        src, n_images=KILL_IMAGES, n_videos=KILL_CLIPS, seed=seed % 1000, seconds=1.0, fps=8
-    )
+def caption_job(
+    work: Path, name: str, seed: int, extra: list[str] | None = None, images: int = KILL_IMAGES
+) -> Job:
+    """``vlmcap caption`` over a dataset of ``images`` pictures and a few clips for ``name``."""
+    src = work / f"{name}-src"
+    clips = max(1, images // IMAGES_PER_CLIP)
+    make_dataset(src, n_images=images, n_videos=clips, seed=seed % 1000, seconds=1.0, fps=8)
     (src / "ground_truth.jsonl").unlink()
-    keys = sorted(f.key for f in discover([src]))
-    out = work / "kill-out"
-    kills, runs, hung, duplicates_seen, leftovers, bad_lines = 0, 0, 0, 0, [], 0
-    for _ in range(trials):
-        before = len(rows_of(out))
-        if before >= len(keys):
-            break  # the job is done: the trials left would have nothing to kill
-        runs += 1
-        target = before + rng.randint(1, MAX_ROWS_PER_TRIAL)
-        proc = subprocess.Popen(
-            caption_cmd(src, out),
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + RUN_TIMEOUT_S
-        try:
-            while proc.poll() is None and len(rows_of(out)) < target:
-                if time.monotonic() > deadline:
-                    hung += 1
-                    break
-                time.sleep(0.05)
-        except json.JSONDecodeError:
-            bad_lines += 1
-        time.sleep(rng.uniform(0, MAX_KILL_DELAY_S))
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            kills += 1
-        proc.wait(timeout=60)
-        time.sleep(GONE_S / 10)
-        deadline = time.monotonic() + GONE_S
-        while left_behind(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        leftovers += left_behind(proc.pid)
-        try:
-            written = [r["key"] for r in rows_of(out)]
-        except json.JSONDecodeError:
-            bad_lines += 1
-            continue
-        duplicates_seen += len(written) - len(set(written))
-    final = subprocess.run(
-        caption_cmd(src, out),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_S,
-        check=False,
+    out = work / f"{name}-out"
+    return Job(
+        name,
+        [*caption_cmd(src, out), *(extra or [])],
+        out / "records.jsonl",
+        sorted(f.key for f in discover([src])),
+        out / LOCK_NAME,
+        work / f"{name}.log",
     )
-    written = [r["key"] for r in rows_of(out)]
-    return {
-        "trials_asked": trials,
-        "runs_started": runs,
-        "kills": kills,  # runs killed mid-job (the others finished before the kill came)
-        "items": len(keys),
-        "lost": len(set(keys) - set(written)),
-        "duplicated": len(written) - len(set(written)),
-        "duplicates_seen_after_a_kill": duplicates_seen,
-        "unparsable_lines": bad_lines,
-        "processes_left_behind": len(leftovers),
-        "left_behind": leftovers,
-        "hung_runs": hung,
-        "final_exit_code": final.returncode,
-        "lock_left": (out / ".vlmcap.lock").exists(),
-    }
+
+
+def qa_job(work: Path, seed: int, images: int = KILL_IMAGES) -> Job:
+    """``vlmcap qa`` over a question set of one- and two-image questions."""
+    root = work / "qa-set"
+    questions = write_question_set(
+        root,
+        n_images=round(images * QA_IMAGES_SHARE),
+        n_pairs=round(images * QA_PAIRS_SHARE),
+        seed=seed % 1000,
+    )
+    qids = pq.read_table(questions, columns=["qid"]).column("qid").to_pylist()
+    out = work / "qa-out"
+    cmd = [sys.executable, "-m", "vlmcap.cli", "qa", "-q", str(questions),
+           "-o", str(out), "--model", MODEL, "--max-output-tokens", "8", "--enforce-eager",
+           "--save-every", "1"]  # fmt: skip
+    rows_file = out / "qa" / MODEL / f"{MODEL}_qa_records.jsonl"
+    return Job("qa", cmd, rows_file, sorted(qids), out / LOCK_NAME, work / "qa.log")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--kill-trials", type=int, default=20)
+    parser.add_argument("--kill-trials", type=int, default=20, help="SIGKILLs per job kind")
+    parser.add_argument("--signal-trials", type=int, default=5, help="SIGINTs and SIGTERMs")
+    parser.add_argument("--engine-kills", type=int, default=3, help="engine deaths in one run")
+    parser.add_argument("--load-requests", type=int, default=2000)
+    parser.add_argument("--load-clients", type=int, default=4)
+    parser.add_argument("--load-concurrency", type=int, default=64)
+    parser.add_argument(
+        "--parts", default=",".join(PARTS), help=f"comma-separated, of: {', '.join(PARTS)}"
+    )
+    parser.add_argument(
+        "--images", type=int, default=KILL_IMAGES, help="pictures per fault trials' dataset"
+    )
     parser.add_argument("--seed", type=int, default=20261202)
     parser.add_argument(
         "--out", type=Path, default=None, help="result file (default: bench/results)"
     )
     args = parser.parse_args()
+    wanted = set(args.parts.split(","))
+    if wanted - set(PARTS):
+        parser.error(f"unknown parts: {', '.join(sorted(wanted - set(PARTS)))}")
     env = {**os.environ, "VLLM_LOGGING_LEVEL": "WARNING"}
+    env.pop("OPENAI_API_KEY", None)
+    seed = args.seed
+    parts: dict[str, Any] = {}
+    seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="vlmcap-reliability-") as tmp:
         work = Path(tmp)
-        t0 = time.monotonic()
-        corpus = corpus_part(work, env)
-        t1 = time.monotonic()
-        kills = kill_part(work, env, args.kill_trials, args.seed)
-        t2 = time.monotonic()
+        server: list[str] = []  # --server-url URL --api-key KEY of the one server, once up
+        kills, stops, n = args.kill_trials, args.signal_trials, args.images
+
+        def job(name: str, offset: int = 0, extra: list[str] | None = None) -> Job:
+            return caption_job(work, name, seed + offset, extra, images=n)
+
+        def server_load() -> dict[str, Any]:
+            return load(work, env, server[1], requests=args.load_requests,
+                        clients=args.load_clients, concurrency=args.load_concurrency)  # fmt: skip
+
+        runs: dict[str, Callable[[], dict[str, Any]]] = {
+            "corpus": lambda: corpus_part(work, env),
+            "sigkill": lambda: kill_trials(job("kill"), env, kills, seed),
+            "sigint": lambda: signal_trials(job("sigint", 1), env, signal.SIGINT, stops, seed),
+            "sigterm": lambda: signal_trials(job("sigterm", 2), env, signal.SIGTERM, stops, seed),
+            "engine_deaths": lambda: engine_deaths(job("engine"), env, args.engine_kills, seed),
+            "engine_lost": lambda: engine_lost(job("lost", 1), env, seed),
+            "qa_sigkill": lambda: kill_trials(qa_job(work, seed, n), env, kills, seed),
+            "client_sigkill": lambda: kill_trials(job("client", 2, server), env, kills, seed),
+            "server_load": server_load,
+        }
+        with contextlib.ExitStack() as stack:
+            for name in (p for p in PARTS if p in wanted):
+                if name in SERVER_PARTS and not server:
+                    url = stack.enter_context(served(work, env)).url
+                    server += ["--server-url", url, "--api-key", API_KEY]
+                t0 = time.monotonic()
+                parts[name] = runs[name]()
+                seconds[name] = round(time.monotonic() - t0, 1)
+                brief = {k: v for k, v in parts[name].items() if k != "cases"}
+                print(f"{name} ({seconds[name]} s): {json.dumps(brief)}", flush=True)
     result = {
         "machine": machine_info(),
         "command": " ".join(["bench/reliability.py", *sys.argv[1:]]),
-        "seed": args.seed,
-        "corpus": corpus,
-        "corpus_seconds": round(t1 - t0, 1),
-        "sigkill": kills,
-        "sigkill_seconds": round(t2 - t1, 1),
-        "not_measured_yet": [
-            "SIGINT / SIGTERM exit status and flush",
-            "server killed and restarted (tested in tests/client/test_server_restart.py)",
-            "disk full",
-            "engine raising during a step",
-            "load on the server (2,000 requests, 4 clients)",
-        ],
+        "seed": seed,
+        **parts,
+        "seconds": seconds,
+        "tested_elsewhere": {
+            "server killed and restarted": "tests/client/test_server_restart.py",
+            "disk full": "tests/sinks/test_disk_full.py",
+            "poison item (kills the engine every time)": "tests/pipeline/test_engine_restart.py",
+        },
     }
     path = write_result("reliability", result, args.out)
-    brief = {k: v for k, v in result.items() if k != "machine"}
-    brief["corpus"] = {k: v for k, v in corpus.items() if k != "cases"}
-    print(json.dumps(brief, indent=2))
     print(f"wrote {path}")
 
 
