@@ -7,6 +7,7 @@
 #   bench/gpu/run_on_gpu.sh prep                   # model folder + 200 synthetic clips
 #   bench/gpu/run_on_gpu.sh engine_loop            # -> $RESULTS/engine_loop_h100.json
 #   bench/gpu/run_on_gpu.sh pipeline               # -> $RESULTS/pipeline_h100.json
+#   bench/gpu/run_on_gpu.sh breakdown              # -> $RESULTS/gpu_breakdown_h200.json
 #   bench/gpu/run_on_gpu.sh all .gpu-bundle/p*     # everything in one go
 #
 # Environment: GPU_WORK (default /tmp/vlmcap-gpu: site packages, model folder, clips, logs),
@@ -55,24 +56,36 @@ engine_loop() {
     --out "$RESULTS/engine_loop_h100.json") 2>&1 | tee "$G/logs/engine_loop.log"
 }
 
+# where the in-flight loop's wall time goes (one engine; BREAKDOWN_REPEATS timed runs after one
+# untimed warm-up on the full workload shape)
+breakdown() {
+  [ -f "$MODEL/config.json" ] || $PY bench/gpu/make_qwen25vl_7b_folder.py "$MODEL"
+  (cd bench && $PY gpu_breakdown.py "${MODEL_ARGS[@]}" --engine-arg gpu_memory_utilization=0.42 \
+    --requests 192 --cap 256 --max-tokens 32-160 --image-sides 448,560,672 --video-frames 8 \
+    --video-side 448 --warmups 1 --repeats "${BREAKDOWN_REPEATS:-3}" --nvml-period 0.1 \
+    --pause 1.5 --out "$RESULTS/gpu_breakdown_h200.json") 2>&1 | tee "$G/logs/gpu_breakdown.log"
+}
+
 pipeline() {
   (cd bench && $PY pipeline.py "${MODEL_ARGS[@]}" "${CLIP_ARGS[@]}" --gen-procs "$(nproc)" \
     --repeats 3 --workers 8 --predecode-threads 8 --max-output-tokens 64 --pause 0.5 \
     --out "$RESULTS/pipeline_h100.json") 2>&1 | tee "$G/logs/pipeline.log"
 }
 
-cmd=${1:?usage: run_on_gpu.sh stage PART | prep | engine_loop | pipeline | all PART...}
+cmd=${1:?usage: run_on_gpu.sh stage PART | prep | engine_loop | pipeline | breakdown | all PART...}
 shift
 case $cmd in
   stage) for p in "$@"; do stage "$p"; done ;;
   prep) prep ;;
   engine_loop) engine_loop ;;
   pipeline) pipeline ;;
+  breakdown) breakdown ;;
   all)
     for p in "$@"; do stage "$p"; done
     prep
     engine_loop
     pipeline
+    breakdown
     ;;
   *)
     echo "unknown command $cmd" >&2
