@@ -28,6 +28,7 @@ from vlmcap.pipeline.run import Callbacks, RunSummary, run_task
 from vlmcap.qa.dataset import Question
 from vlmcap.qa.results import qa_dir, write_qa_outputs
 from vlmcap.rows import QARow, Row
+from vlmcap.sinks.disk_full import DiskFullError
 from vlmcap.sinks.parquet import final_rows_for
 from vlmcap.sinks.store import RecordStore
 from vlmcap.tasks.qa import QATask, qa_style
@@ -85,7 +86,8 @@ def answer_questions(
     live: Progress | None = None,
 ) -> RunSummary:
     """Answer ``questions`` into ``output_dir``, resuming what an earlier run left, and write
-    the results and metrics files (also when the run stops early: they hold what is done).
+    the results and metrics files (also when the run stops early: they hold what is done;
+    not after a full disk, which names the rows file that could not be written).
 
     ``meta``: ``questions_path``, ``dataset_path``, ``server_url`` for the metrics file.
     """
@@ -94,6 +96,7 @@ def answer_questions(
     active = (
         store if store is not None else open_qa_store(output_dir, plugin, run, circular=circular)
     )
+    disk_full = False
     try:
         return run_task(
             task,
@@ -105,17 +108,21 @@ def answer_questions(
             live=live,
             callbacks=Callbacks(on_plan=on_plan, on_row=on_row, on_unit_done=on_question_done),
         )
+    except DiskFullError:
+        disk_full = True  # the summaries are rebuilt from the rows by the rerun
+        raise
     finally:
         if store is None:
             active.close()
-        write_results(
-            active,
-            plugin.variant,
-            output_dir,
-            total_questions=len(questions),
-            circular=circular,
-            meta=meta or {},
-        )
+        if not disk_full:
+            write_results(
+                active,
+                plugin.variant,
+                output_dir,
+                total_questions=len(questions),
+                circular=circular,
+                meta=meta or {},
+            )
 
 
 def write_results(
