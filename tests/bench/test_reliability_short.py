@@ -29,8 +29,9 @@ IMAGES = 60
 def test_short_reliability_suite_loses_and_duplicates_nothing(tmp_path, cache_dir):
     out = tmp_path / "reliability.json"
     cmd = [sys.executable, "reliability.py", "--parts", ",".join(PARTS), "--kill-trials", "2",
-           "--signal-trials", "1", "--images", str(IMAGES), "--load-requests", str(LOAD_REQUESTS), "--load-clients", "2",
-           "--load-concurrency", "16", "--out", str(out)]  # fmt: skip
+           "--signal-trials", "1", "--images", str(IMAGES), "--load-clients", "2",
+           "--load-requests", str(LOAD_REQUESTS), "--load-concurrency", "16",
+           "--out", str(out)]  # fmt: skip
     env = {**os.environ, "VLMCAP_CACHE_DIR": str(cache_dir), "VLLM_LOGGING_LEVEL": "WARNING"}
     env.pop("OPENAI_API_KEY", None)
     proc = subprocess.run(
