@@ -101,23 +101,31 @@ def test_a_killed_engine_is_restarted_and_the_job_finishes_every_item_once(tmp_p
 
 class PoisonPlugin(TinyRandomQwen25VLPlugin):
     """The random tiny model, but a request whose prompt holds ``POISON`` kills the engine
-    process shortly after it goes in, every time it is sent."""
+    process of the run (``engine()``, set by the test; never the session's shared engine)
+    shortly after it goes in, every time it is sent."""
 
     variant = "tiny-random-poison"
     kills = 0
+    engine: Any = None  # () -> the run's current vllm.LLM
 
     def engine_inputs(self, request: Any, processor: Any) -> Any:
         inputs = super().engine_inputs(request, processor)
         if POISON in request.prompt:
-            cores = engine_cores(psutil.Process())
-            threading.Timer(POISON_DELAY_S, _kill, args=(cores,)).start()
+            pids = engine_pids(PoisonPlugin.engine())
+            threading.Timer(POISON_DELAY_S, _kill, args=(pids,)).start()
             PoisonPlugin.kills += 1
         return inputs
 
 
-def _kill(procs: list[psutil.Process]) -> None:
-    for proc in procs:
-        proc.send_signal(signal.SIGKILL)
+def engine_pids(llm: Any) -> list[int]:
+    """The engine-core process ids of ``llm`` (vLLM's multiprocess client)."""
+    manager = llm.llm_engine.engine_core.resources.engine_manager
+    return [proc.pid for proc in manager.processes]
+
+
+def _kill(pids: list[int]) -> None:
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
 
 
 def test_a_poison_item_fails_alone_and_the_others_finish(tiny_model_path):
@@ -139,6 +147,7 @@ def test_a_poison_item_fails_alone_and_the_others_finish(tiny_model_path):
     )
     engines = [backend.llm]
     backend.on_restart.append(engines.append)
+    PoisonPlugin.engine = lambda: backend.llm
     started = time.monotonic()
     try:
         records = {r.key: r for r in backend.run(items, LoopStats())}
