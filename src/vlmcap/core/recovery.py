@@ -14,7 +14,9 @@ Flow trace (``vlmcap.core.loop`` calls it)::
 
 A poison item (one whose request kills the engine every time) therefore costs two restarts and
 fails alone, with its reason; a death that no item caused (the host ran out of memory, a
-driver error, the engine process was killed) costs one restart and no record.
+driver error, the engine process was killed) costs one restart and no record. A second such
+death while a suspect is alone inside blames that suspect: it fails as a poison item, and a
+rerun (which retries failed rows) tries it again.
 """
 
 from __future__ import annotations
