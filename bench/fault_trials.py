@@ -32,6 +32,8 @@ from typing import Any
 
 import psutil
 
+from vlmcap.runtime.processes import engine_cores
+
 #: Seconds one run may take before the trial counts as hung.
 RUN_TIMEOUT_S = 600
 #: Seconds the killed job's processes get to be gone.
@@ -44,8 +46,6 @@ MAX_FAULT_DELAY_S = 0.2
 STOP_S = 120.0
 #: Exit status of a job whose engine died more often than ``--engine-restarts`` allows.
 ENGINE_LOST_STATUS = 75
-#: Marks of vLLM's engine process in its command line (what ``ps`` shows).
-ENGINE_MARKS = ("VLLM::EngineCore", "EngineCore")
 #: What the job logs when it restarts its engine.
 RESTART_LINE = "restarting the engine (restart "
 
@@ -239,17 +239,6 @@ def signal_trials(
     )
 
 
-def engine_processes(root: psutil.Process) -> list[psutil.Process]:
-    found = []
-    for proc in root.children(recursive=True):
-        try:
-            if any(mark in " ".join(proc.cmdline()) for mark in ENGINE_MARKS):
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
-
-
 def engine_deaths(job: Job, env: dict[str, str], kills: int, seed: int) -> dict[str, Any]:
     """One run with ``--engine-restarts kills`` whose engine process is SIGKILLed ``kills``
     times, each after new rows: it must restart its engine each time and end with exit 0."""
@@ -265,7 +254,7 @@ def engine_deaths(job: Job, env: dict[str, str], kills: int, seed: int) -> dict[
             counts.hung += 1
             break
         time.sleep(rng.uniform(0, MAX_FAULT_DELAY_S))
-        engines = engine_processes(job_proc) if proc.poll() is None else []
+        engines = engine_cores(job_proc) if proc.poll() is None else []
         if len(engines) != 1:
             continue  # between two engines: the next rows come from the new one
         engines[0].send_signal(signal.SIGKILL)
@@ -288,7 +277,7 @@ def engine_lost(job: Job, env: dict[str, str], seed: int) -> dict[str, Any]:
     counts.runs += 1
     proc = job.start(env, ["--engine-restarts", "0"])
     if wait_rows(job, proc, rng.randint(1, MAX_ROWS_PER_TRIAL)):
-        engines = engine_processes(psutil.Process(proc.pid)) if proc.poll() is None else []
+        engines = engine_cores(psutil.Process(proc.pid)) if proc.poll() is None else []
         for engine in engines:
             engine.send_signal(signal.SIGKILL)
         counts.faults += bool(engines)

@@ -27,11 +27,11 @@ from vlmcap.config import VLMConfig
 from vlmcap.core.recovery import poison_reason
 from vlmcap.core.stats import LoopStats
 from vlmcap.media.inputs import discover
-from vlmcap.monitor.process import ENGINE_MARKS
 from vlmcap.pipeline.backend import OfflineBackend
 from vlmcap.plugins.tiny import TinyRandomQwen25VLPlugin
 from vlmcap.records import Item, Status
 from vlmcap.runtime import shutdown_llm
+from vlmcap.runtime.processes import engine_cores
 from vlmcap.tiny.synthetic import make_dataset
 
 #: Seconds a whole run (three engine starts on a 2-core machine) may take.
@@ -42,17 +42,6 @@ POISON_TOKENS = 1500
 POISON_DELAY_S = 0.1
 #: The mark of the poison item's prompt.
 POISON = "POISON"
-
-
-def engine_cores(root: psutil.Process) -> list[psutil.Process]:
-    found = []
-    for proc in root.children(recursive=True):
-        try:
-            if any(mark in " ".join(proc.cmdline()) for mark in ENGINE_MARKS):
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
 
 
 def rows(path: Path) -> list[dict[str, Any]]:

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 import psutil
 
 from vlmcap.monitor.snapshot import ProcessMemory, Readings
-from vlmcap.runtime.processes import command_line, is_vllm
+from vlmcap.runtime.processes import ENGINE_CORE_MARK, command_line, is_vllm
 
 logger = logging.getLogger(__name__)
 
 #: Command-line marks of vLLM's engine processes beyond ``vlmcap.runtime.processes``' own.
-ENGINE_MARKS = ("EngineCore",)
+ENGINE_MARKS = (ENGINE_CORE_MARK,)
 #: Seconds an engine-process list found by a walk of the process table is reused.
 RESCAN_S = 30.0
 PROCESS_FIELDS = (

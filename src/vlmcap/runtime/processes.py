@@ -57,6 +57,10 @@ class ProcessId:
         return proc if alive(proc) else None
 
 
+#: In the title of vLLM's engine-core process (``VLLM::EngineCore``) as ``ps`` shows it.
+ENGINE_CORE_MARK = "EngineCore"
+
+
 def alive(proc: psutil.Process) -> bool:
     """True while ``proc`` runs: a zombie has exited and holds nothing but its pid."""
     try:
@@ -71,6 +75,11 @@ def descendants(proc: psutil.Process) -> list[psutil.Process]:
         return proc.children(recursive=True)
     except psutil.Error:
         return []
+
+
+def engine_cores(root: psutil.Process) -> list[psutil.Process]:
+    """vLLM's engine-core processes below ``root`` now (their title holds ``ENGINE_CORE_MARK``)."""
+    return [proc for proc in descendants(root) if ENGINE_CORE_MARK in command_line(proc)]
 
 
 def direct_children(pid: int) -> list[int] | None:
