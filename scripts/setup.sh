@@ -51,7 +51,7 @@ else
     "${pip[@]}" install -q vllm
 fi
 
-"${pip[@]}" install -q -e ".[test]"
+"${pip[@]}" install -q -e ".[test,ray]"
 # The out-of-tree example plugin (examples/plugin), installed like any user's plugin; the
 # registry, CLI and engine tests use it.
 "${pip[@]}" install -q -e examples/plugin

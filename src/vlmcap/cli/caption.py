@@ -31,6 +31,7 @@ from vlmcap.options import (
     MonitorOptions,
     OutputOptions,
     ParsedOptions,
+    RayOptions,
     RunOptions,
 )
 from vlmcap.options.cli import command_line_values, with_options
@@ -38,7 +39,7 @@ from vlmcap.prompts import read_prompt_file
 
 if TYPE_CHECKING:
     from vlmcap.core.progress import Progress
-    from vlmcap.pipeline.backend import Backend
+    from vlmcap.pipeline.backend import AnyBackend
     from vlmcap.plugins.base import VLMPlugin
     from vlmcap.sinks.store import RecordStore
 
@@ -68,6 +69,7 @@ def caption(**given: Any) -> None:
         output_dir = parsed.build(OutputOptions).output_dir
         run = parsed.build(RunOptions, media=parsed.build(MediaOptions))
         client = parsed.build(ClientOptions)
+        ray = parsed.build(RayOptions)
         monitor = parsed.build(MonitorOptions, health=parsed.build(HealthLogOptions))
         logs = parsed.build(LogOptions)
         if config.replay is not None:
@@ -93,7 +95,7 @@ def caption(**given: Any) -> None:
         raise typer.Exit(0)
 
     with job_logging(logs, output_dir / LOGS_DIR, "caption"):
-        status = _run(files, config, client, output_dir, run, monitor)
+        status = _run(files, config, client, output_dir, run, monitor, ray)
     raise typer.Exit(status)
 
 
@@ -104,6 +106,7 @@ def _run(
     output_dir: Path,
     run: RunOptions,
     monitor: MonitorOptions,
+    ray: RayOptions,
 ) -> int:
     """Caption ``files``; the exit status (``vlmcap.cli.job``: 143 after SIGTERM, 130 after
     SIGINT, both through the same clean-up as an error)."""
@@ -113,7 +116,7 @@ def _run(
         return open_store(output_dir, plugin, config, run)
 
     def work(
-        backend: Backend,
+        backend: AnyBackend,
         plugin: VLMPlugin,
         store: RecordStore,
         server_url: str | None,
@@ -137,4 +140,4 @@ def _run(
         print_summary(summary, progress.shown)  # before the engine's shutdown (seconds)
         return 1 if summary.failed else 0
 
-    return run_job(config, client, open_caption_store, work, monitor)
+    return run_job(config, client, open_caption_store, work, monitor, ray)

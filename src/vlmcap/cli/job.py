@@ -6,7 +6,8 @@ exit statuses.
       open_server(config, client)       # None: offline (no --server-url / --server-url-file)
       plugin, store = open_store(...)   # the output folder is locked before the engine starts
       job_debug(...)                    # debugging switches (vlmcap.debug.session)
-      backend: ServerBackend or OfflineBackend(plugin.build_llm(config))
+      backend: ServerBackend, RayBackend (--ray: engines are actors on the cluster), or
+               OfflineBackend(plugin.build_llm(config))
       work(backend, plugin, store, server_url, live) -> exit status  (signals raise only here)
                                         # live: the run's Progress, watched by the hang
                                         # watchdog (vlmcap.monitor.watch) meanwhile
@@ -24,6 +25,7 @@ the rows written stay, and the same command resumes.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -39,8 +41,8 @@ if TYPE_CHECKING:
     from vlmcap.core.progress import Progress
     from vlmcap.debug.session import JobDebug
     from vlmcap.monitor.source import SnapshotSource
-    from vlmcap.options import ClientOptions, MonitorOptions
-    from vlmcap.pipeline.backend import Backend
+    from vlmcap.options import ClientOptions, MonitorOptions, RayOptions
+    from vlmcap.pipeline.backend import AnyBackend
     from vlmcap.plugins.base import VLMPlugin
     from vlmcap.sinks.store import RecordStore
 
@@ -52,7 +54,7 @@ ENGINE_LOST_STATUS = 75
 DISK_FULL_STATUS = 74
 
 #: ``work(backend, plugin, store, server_url, live)`` -> exit status.
-Work = Callable[["Backend", "VLMPlugin", "RecordStore", "str | None", "Progress"], int]
+Work = Callable[["AnyBackend", "VLMPlugin", "RecordStore", "str | None", "Progress"], int]
 
 
 def run_job(
@@ -61,10 +63,11 @@ def run_job(
     open_store: Callable[[VLMPlugin], RecordStore],
     work: Work,
     monitor: MonitorOptions | None = None,
+    ray: RayOptions | None = None,
 ) -> int:
-    """Run ``work`` on the backend ``config``/``client`` name, watched as ``monitor`` says;
-    its exit status."""
-    from vlmcap.client.connect import ServerError, open_server
+    """Run ``work`` on the backend ``config``/``client``/``ray`` name, watched as ``monitor``
+    says; its exit status."""
+    from vlmcap.client.connect import ServerError
     from vlmcap.core.recovery import EngineLost
     from vlmcap.plugins.registry import UnknownModelError, get_plugin
     from vlmcap.runtime import Interrupted, shutdown_llm, stop_on_signals
@@ -81,14 +84,14 @@ def run_job(
         try:
             with signals.raising():  # ...raise Interrupted; the clean-up below always runs
                 try:
-                    server = open_server(config, client)  # None without --server-url(-file)
+                    server = _open_server(config, client, ray)  # None: no --server-url(-file)
                     plugin = get_plugin(config.model, config.model_path)
                     store = open_store(plugin)  # locked before the slow engine start
                 except (UnknownModelError, LockedError, ServerError, ValueError) as exc:
                     usage_error(str(exc))
                 debug = job_debug(config, plugin, store, server)
                 try:
-                    backend = _backend(server, plugin, config, debug, engines)
+                    backend = _backend(server, plugin, config, debug, engines, ray)
                     debug.engine_ready()
                     url = server.url if server is not None else None
                     status = _watched(backend, plugin, store, url, work, monitor, debug)
@@ -116,6 +119,17 @@ def run_job(
                     for engine in engines:
                         shutdown_llm(engine)  # idempotent: the dead ones are quick
     return signals.exit_status(_log_status(logs, status))
+
+
+def _open_server(
+    config: VLMConfig, client: ClientOptions, ray: RayOptions | None
+) -> ClientConfig | None:
+    """The server to caption through (None: offline or on Ray); raises ``ServerError``."""
+    from vlmcap.client.connect import open_server
+
+    if ray is not None and ray.ray and (client.server_url or client.server_url_file):
+        raise ValueError("give --ray or --server-url, not both")
+    return open_server(config, client)
 
 
 def _disk_full_status(exc: OSError) -> int:
@@ -157,11 +171,24 @@ def _backend(
     config: VLMConfig,
     debug: JobDebug,
     engines: list[LLM],
-) -> Backend:
-    """The job's backend: the server's, or an offline engine (started here, and again after
-    each death the engine-restart budget allows; every one is added to ``engines``)."""
+    ray: RayOptions | None = None,
+) -> AnyBackend:
+    """The job's backend: the server's, engine actors on a Ray cluster, or an offline engine
+    (started here, and again after each death the engine-restart budget allows; every one is
+    added to ``engines``)."""
     from vlmcap.pipeline.backend import OfflineBackend, ServerBackend
 
+    if ray is not None and ray.ray:
+        from vlmcap.distributed import RayBackend
+
+        try:  # said before anything starts
+            importlib.import_module("ray.data")
+        except ImportError:
+            usage_error("--ray needs Ray Data: pip install 'vlmcap[ray]'")
+
+        if debug.requests is not None:
+            say("warning: request dumps and logprobs are not kept on Ray (the engines are there)")
+        return RayBackend(plugin, config, ray)
     if server is not None:
         return ServerBackend(server, plugin, config, debugger=debug.requests)
     engines.append(start_engine(plugin, config))
@@ -177,7 +204,7 @@ def _backend(
 
 
 def _watched(
-    backend: Backend,
+    backend: AnyBackend,
     plugin: VLMPlugin,
     store: RecordStore,
     url: str | None,
@@ -232,10 +259,14 @@ def start_engine(plugin: VLMPlugin, config: VLMConfig) -> LLM:
     return llm
 
 
-def snapshot_source(backend: Backend, live: Progress) -> SnapshotSource:
-    """Where the job's health snapshots come from: the engine here, or the server."""
-    from vlmcap.monitor import EngineSource, ServerSource
-    from vlmcap.pipeline.backend import OfflineBackend, ServerBackend
+def snapshot_source(backend: AnyBackend, live: Progress) -> SnapshotSource:
+    """Where the job's health snapshots come from: the engine here, the server, or (Ray) this
+    driver's process and progress only."""
+    from vlmcap.monitor import EngineSource, LocalSource, ServerSource
+    from vlmcap.pipeline.backend import OfflineBackend, RemoteBackend, ServerBackend
+
+    if isinstance(backend, RemoteBackend):
+        return LocalSource(live, name="ray")
 
     if isinstance(backend, OfflineBackend):
         source = EngineSource(backend.llm, live)

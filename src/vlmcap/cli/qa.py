@@ -30,13 +30,14 @@ from vlmcap.options import (
     MonitorOptions,
     OutputOptions,
     QAOptions,
+    RayOptions,
     RunOptions,
 )
 from vlmcap.options.cli import command_line_values, with_options
 
 if TYPE_CHECKING:
     from vlmcap.core.progress import Progress
-    from vlmcap.pipeline.backend import Backend
+    from vlmcap.pipeline.backend import AnyBackend
     from vlmcap.plugins.base import VLMPlugin
     from vlmcap.qa.dataset import QuestionSet
     from vlmcap.qa.judge import Judge
@@ -60,6 +61,7 @@ def qa(**given: Any) -> None:
         output_dir = parsed.build(OutputOptions).output_dir
         run = parsed.build(RunOptions)
         client = parsed.build(ClientOptions)
+        ray = parsed.build(RayOptions)
         monitor = parsed.build(MonitorOptions, health=parsed.build(HealthLogOptions))
         logs = parsed.build(LogOptions)
         if config.replay is not None:
@@ -81,7 +83,16 @@ def qa(**given: Any) -> None:
     try:
         with job_logging(logs, output_dir / LOGS_DIR, "qa"):
             status = _run(
-                questions, config, client, output_dir, run, options, meta, judge, monitor=monitor
+                questions,
+                config,
+                client,
+                output_dir,
+                run,
+                options,
+                meta,
+                judge,
+                monitor=monitor,
+                ray=ray,
             )
         raise typer.Exit(status)
     finally:
@@ -128,6 +139,7 @@ def _run(
     judge: Judge | None,
     *,
     monitor: MonitorOptions,
+    ray: RayOptions,
 ) -> int:
     from vlmcap.cli.caption_view import CaptionProgress
     from vlmcap.pipeline.qa import answer_questions, open_qa_store
@@ -136,7 +148,7 @@ def _run(
         return open_qa_store(output_dir, plugin, run, circular=options.circular)
 
     def work(
-        backend: Backend,
+        backend: AnyBackend,
         plugin: VLMPlugin,
         store: RecordStore,
         server_url: str | None,
@@ -163,4 +175,4 @@ def _run(
         print_qa_summary(summary, output_dir, plugin.variant)
         return 1 if summary.failed else 0
 
-    return run_job(config, client, open_store, work, monitor)
+    return run_job(config, client, open_store, work, monitor, ray)

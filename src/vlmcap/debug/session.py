@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from vlmcap.debug.memory import MemoryReport
     from vlmcap.debug.request_dump import RequestDebugger
     from vlmcap.debug.server_profiler import ServerProfiler
-    from vlmcap.pipeline.backend import Backend
+    from vlmcap.pipeline.backend import AnyBackend
     from vlmcap.plugins.base import VLMPlugin
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class JobDebug:
         if self.memory is not None:
             self.memory.checkpoint("loaded")
 
-    def watch(self, live: Progress, backend: Backend) -> None:
+    def watch(self, live: Progress, backend: AnyBackend) -> None:
         """Follow the run: memory checkpoints, and through a server its profiler (offline,
         the engine's step hook does that: ``vlmcap.debug.steps``)."""
         from vlmcap.pipeline.backend import ServerBackend

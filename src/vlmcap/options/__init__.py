@@ -2,8 +2,8 @@
 
 This package is the reference for option names, types, defaults, rules and help. Each option
 is a field of an option group (a pydantic model; ``vlmcap.options.base``), the groups live in
-``vlm`` (the parts of ``VLMConfig``), ``media``, ``run``, ``network``, ``qa``, ``monitor`` and
-``debug``, and each subcommand
+``vlm`` (the parts of ``VLMConfig``), ``media``, ``run``, ``network``, ``qa``, ``ray``,
+``monitor`` and ``debug``, and each subcommand
 picks its groups (``commands``). Derived from it, never written out again:
 
 - the Typer parameters of ``vlmcap caption``, ``vlmcap qa`` and ``vlmcap serve`` (``cli``),
@@ -34,6 +34,7 @@ from vlmcap.options.media import MediaOptions
 from vlmcap.options.monitor import HealthLogOptions, MonitorOptions
 from vlmcap.options.network import ClientOptions, ServerOptions
 from vlmcap.options.qa import QAOptions
+from vlmcap.options.ray import RayOptions
 from vlmcap.options.run import InputOptions, OutputOptions, RunOptions
 from vlmcap.options.vlm import (
     EngineOptions,
@@ -75,6 +76,7 @@ __all__ = [
     "PromptFileOptions",
     "PromptOptions",
     "QAOptions",
+    "RayOptions",
     "RunOptions",
     "SamplingOptions",
     "ServerOptions",

@@ -23,6 +23,7 @@ from vlmcap.options.media import MediaOptions
 from vlmcap.options.monitor import HealthLogOptions, MonitorOptions
 from vlmcap.options.network import ClientOptions, ServerOptions
 from vlmcap.options.qa import DEFAULT_QA_MAX_OUTPUT_TOKENS, QAOptions
+from vlmcap.options.ray import RayOptions
 from vlmcap.options.run import InputOptions, OutputOptions, RunOptions
 from vlmcap.options.vlm import (
     EngineOptions,
@@ -198,6 +199,7 @@ ALL_GROUPS: tuple[type[OptionGroup], ...] = (
     LoopOptions,
     ClientOptions,
     ServerOptions,
+    RayOptions,
     MonitorOptions,
     HealthLogOptions,
     LogOptions,
@@ -223,6 +225,7 @@ CAPTION = CommandSpec(
             "engine",
             "loop",
             "client",
+            "ray",
             "monitor",
             "health",
             "logging",
@@ -255,6 +258,7 @@ QA = CommandSpec(
             "engine",
             "loop",
             "client",
+            "ray",
             "monitor",
             "health",
             "logging",

@@ -1,8 +1,10 @@
-"""What turns items into records for the pipeline: the offline engine, or a server.
+"""What turns items into records for the pipeline: the offline engine, a server, or Ray.
 
 The pipeline (decode, resume, outputs, progress) is written once against ``Backend``; both
 backends run the same lifecycle and, in-flight, the same loop driver (``vlmcap.core.loop``):
-only the transport differs. A Ray actor holding an engine is the next transport.
+only the transport differs. ``RemoteBackend`` is the shape of one that also loads the inputs
+itself, elsewhere: ``vlmcap.distributed.RayBackend`` decodes on Ray tasks and runs the same
+driver over an engine in each of its actors; the pipeline still writes every row.
 
 ``debugger`` (optional, ``RequestDebugger.from_config``) goes to the lifecycle of every run:
 request dumps, logprobs, on either backend.
@@ -10,9 +12,9 @@ request dumps, logprobs, on either backend.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from vlmcap.core.lifecycle import Lifecycle
 from vlmcap.core.loop import drive
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from vlmcap.client.openai_client import ClientConfig
     from vlmcap.config import VLMConfig
     from vlmcap.debug.request_dump import RequestDebugger
+    from vlmcap.distributed.entries import Entry
     from vlmcap.plugins.base import VLMPlugin
 
 
@@ -35,6 +38,19 @@ class Backend(Protocol):
 
         ``items`` may be a ``vlmcap.core.PollingSource`` (non-blocking ``poll``)."""
         ...
+
+
+@runtime_checkable
+class RemoteBackend(Protocol):
+    def run_jobs(self, task: Any, jobs: Sequence[Any], stats: LoopStats) -> Iterator[Entry]:
+        """Load and run ``jobs`` (``task.plan``'s) elsewhere; their entries in any order: each
+        item's finished record, the rows of an input that failed to load, an input with
+        nothing left to send (``vlmcap.distributed.entries``)."""
+        ...
+
+
+#: What the pipeline runs on: a backend fed with decoded items, or one that loads them itself.
+AnyBackend = Backend | RemoteBackend
 
 
 @dataclass

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from vlmcap.core.progress import Progress
 from vlmcap.media.inputs import MediaFile
 from vlmcap.options.run import RunOptions
-from vlmcap.pipeline.backend import Backend
+from vlmcap.pipeline.backend import AnyBackend
 from vlmcap.pipeline.run import Callbacks, RunSummary, run_task
 from vlmcap.rows import CaptionRow, Row
 from vlmcap.sinks.store import RecordStore
@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 def caption_files(
     files: Sequence[MediaFile],
-    backend: Backend,
+    backend: AnyBackend,
     plugin: VLMPlugin,
     config: VLMConfig,
     output_dir: Path,

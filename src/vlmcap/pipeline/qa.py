@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from vlmcap.core.progress import Progress
 from vlmcap.options.run import RunOptions
-from vlmcap.pipeline.backend import Backend
+from vlmcap.pipeline.backend import AnyBackend
 from vlmcap.pipeline.run import Callbacks, RunSummary, run_task
 from vlmcap.qa.dataset import Question
 from vlmcap.qa.results import qa_dir, write_qa_outputs
@@ -70,7 +70,7 @@ def open_qa_store(
 
 def answer_questions(
     questions: Sequence[Question],
-    backend: Backend,
+    backend: AnyBackend,
     plugin: VLMPlugin,
     config: VLMConfig,
     output_dir: Path,

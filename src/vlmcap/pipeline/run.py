@@ -11,6 +11,9 @@ Flow trace::
       task.row(record) -> store.write(row)       # one typed row per item, appended
     -> RunSummary
 
+A ``RemoteBackend`` (Ray) loads the inputs itself: the plan's jobs go to it, and its records
+and rows come back to the same writer (``vlmcap.pipeline.remote``).
+
 Every input ends in exactly one row per item (the file, or each window of a windowed clip; a
 question): ``ok`` with its text, or ``failed`` with the reason. A killed run resumes from the
 rows on disk. Nothing here knows which task it runs.
@@ -27,7 +30,7 @@ from typing import Any
 
 from vlmcap.core.progress import Progress
 from vlmcap.core.stats import LoopStats
-from vlmcap.pipeline.backend import Backend
+from vlmcap.pipeline.backend import AnyBackend, RemoteBackend
 from vlmcap.pipeline.feed import ItemFeed
 from vlmcap.pipeline.prefetch import Prefetcher
 from vlmcap.rows import Row
@@ -87,7 +90,7 @@ class Callbacks:
 def run_task(
     task: Any,
     units: Sequence[Any],
-    backend: Backend,
+    backend: AnyBackend,
     store: RecordStore,
     *,
     workers: int,
@@ -129,6 +132,16 @@ def run_task(
             write(row)
         unit_done(loaded.key)
 
+    if isinstance(backend, RemoteBackend):
+        from vlmcap.pipeline.remote import RemoteRun
+
+        def failed_to_load() -> None:
+            summary.inputs_failed += 1
+
+        remote = RemoteRun(task, write, unit_done, failed_to_load)
+        remote.run(backend, plan.jobs, summary.loop)
+        summary.not_sent = remote.not_sent
+        return _finish(summary, store, start)
     with Prefetcher(plan.jobs, task.load, workers=workers, depth=prefetch) as prefetcher:
         feed = ItemFeed(prefetcher, load_error, unit_done)
         for record in backend.run(feed, summary.loop):
@@ -137,6 +150,10 @@ def run_task(
             write(row)
             feed.row_written(record.key)
         summary.not_sent = feed.not_sent
+    return _finish(summary, store, start)
+
+
+def _finish(summary: RunSummary, store: RecordStore, start: float) -> RunSummary:
     summary.outputs = store.outputs
     summary.skipped_keys = store.summary.skipped
     summary.seconds = time.time() - start

@@ -5,6 +5,7 @@ the loop over a backend, resume, the output store, progress and the summary. A t
 
     name, row_type                 # its rows (``vlmcap.rows``): JSONL, text map, parquet
     plan(units, should_skip)       # which inputs still need work (resume), as load jobs
+    job_key(job)                   # the key of a load job's input
     load(job)                      # one input -> items with their prompts (decode threads;
                                    # never raises: a bad input comes back with its error)
     row(record)                    # a finished record -> the task's row (e.g. the caption,
@@ -55,6 +56,8 @@ class Task(Protocol[J_contra]):
 
     name: str
     row_type: type[Row]
+
+    def job_key(self, job: J_contra) -> str: ...
 
     def load(self, job: J_contra) -> Loaded[object]: ...
 

@@ -84,6 +84,9 @@ class CaptionTask:
     ) -> Plan[CaptionJob]:
         return plan_files(files, state, should_skip, self.media.window_s is not None)
 
+    def job_key(self, job: CaptionJob) -> str:
+        return job[0].key
+
     def load(self, job: CaptionJob) -> LoadResult:
         media, skip = job
         caps = self.plugin.capabilities

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vlmcap.media.images import MediaError, load_image
@@ -42,6 +42,10 @@ CIRCULAR_STYLE = "qa-circular"
 JUDGED_METHODS = frozenset({Method.NONE, Method.INVALID, Method.AMBIGUOUS})
 #: ``extraction_method`` of an answer the judge read.
 JUDGE_METHOD = "judge"
+#: Keys of an item's ``meta``: the question it asks and its pass (the row reads them back, in
+#: whatever process the record is finished).
+QUESTION_META = "question"
+PASS_META = "pass"
 #: One load job: the question and the keys of its passes answered already.
 QAJob = tuple[Question, frozenset[str]]
 
@@ -79,12 +83,15 @@ class QATask:
     judge: Judge | None = None
     name: str = "qa"
     row_type: type[Row] = QARow
-    #: Item key -> (question, pass), filled as questions load (the rows read it back).
-    _asked: dict[str, tuple[Question, int]] = field(default_factory=dict, repr=False)
 
     @property
     def style(self) -> str:
         return qa_style(self.circular)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A pickled copy (a Ray worker's) loads questions only: the judge is a connection of
+        this process, and rows are made here."""
+        return {**self.__dict__, "judge": None}
 
     def passes(self, question: Question) -> list[str]:
         """The item keys of ``question``: its qid, or one per rotation."""
@@ -106,6 +113,9 @@ class QATask:
                 jobs.append((question, skip))
         return Plan(jobs, done)
 
+    def job_key(self, job: QAJob) -> str:
+        return job[0].qid
+
     def load(self, job: QAJob) -> Loaded[Question]:
         question, skip = job
         try:
@@ -118,12 +128,13 @@ class QATask:
             if key in skip:
                 continue
             prompt = self.plugin.qa_prompt(question.question, rotated(question, k), question.hint)
-            self._asked[key] = (question, k)
-            items.append(Item(key=key, media=media, prompt=prompt, meta={"qid": question.qid}))
+            meta = {"qid": question.qid, QUESTION_META: question, PASS_META: k}
+            items.append(Item(key=key, media=media, prompt=prompt, meta=meta))
         return Loaded(question, question.qid, items)
 
     def row(self, record: Record) -> QARow:
-        question, k = self._asked.pop(record.key)
+        assert record.item is not None, "a QA record keeps its item's meta until its row is made"
+        question, k = record.item.meta[QUESTION_META], record.item.meta[PASS_META]
         row = self._base_row(question, record, k)
         if record.text is None:
             return row
