@@ -1,12 +1,15 @@
 """The short version of ``bench/reliability.py``, run in CI: the parts no other test covers.
 
 SIGINT to a running ``vlmcap caption`` (exit 130 by itself, lock released, rows whole), an
-engine death with no restart left (exit 75, rows kept), SIGKILL trials of ``vlmcap qa`` and of
+engine death with no restart left (exit 75, rows kept), a SIGKILL trial of
 ``vlmcap caption --server-url`` against one ``vlmcap serve``, and a small load on that server
 from two client processes. Each resumes to every item exactly once with no process left.
-SIGTERM, SIGKILL of the offline job, engine restarts and the corpus have their own tests
-(``tests/runtime/test_offline_end.py``, ``tests/pipeline/test_kill_resume.py``,
-``tests/pipeline/test_engine_restart.py``, ``tests/testing/test_corpus.py``).
+SIGTERM, SIGKILL of the offline job and of ``vlmcap qa`` (on Ray, through the same store),
+engine restarts and the corpus have their own tests (``tests/runtime/test_offline_end.py``,
+``tests/pipeline/test_kill_resume.py``, ``tests/distributed/test_ray.py``,
+``tests/pipeline/test_engine_restart.py``, ``tests/testing/test_corpus.py``); the full bench
+(``bench/reliability.py``) runs 20 SIGKILL trials of each job kind, offline ``vlmcap qa``
+among them.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PARTS = ("sigint", "engine_lost", "qa_sigkill", "client_sigkill", "server_load")
+PARTS = ("sigint", "engine_lost", "client_sigkill", "server_load")
 #: Seconds the whole short suite may take (about 6 minutes on 2 cores).
 SUITE_TIMEOUT_S = 1800
 LOAD_REQUESTS = 200
@@ -28,7 +31,7 @@ IMAGES = 60
 
 def test_short_reliability_suite_loses_and_duplicates_nothing(tmp_path, cache_dir):
     out = tmp_path / "reliability.json"
-    cmd = [sys.executable, "reliability.py", "--parts", ",".join(PARTS), "--kill-trials", "2",
+    cmd = [sys.executable, "reliability.py", "--parts", ",".join(PARTS), "--kill-trials", "1",
            "--signal-trials", "1", "--images", str(IMAGES), "--load-clients", "2",
            "--load-requests", str(LOAD_REQUESTS), "--load-concurrency", "16",
            "--out", str(out)]  # fmt: skip
