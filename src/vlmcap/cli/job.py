@@ -46,8 +46,8 @@ if TYPE_CHECKING:
     from vlmcap.plugins.base import VLMPlugin
     from vlmcap.sinks.store import RecordStore
 
-#: Exit status when the offline engine died more often than ``--engine-restarts`` allows
-#: (sysexits' EX_TEMPFAIL: the rows written stay, a rerun resumes the rest).
+#: Exit status when the offline engine died more often than ``--engine-restarts`` allows, or a
+#: Ray job could not go on (sysexits' EX_TEMPFAIL: the rows written stay, a rerun resumes).
 ENGINE_LOST_STATUS = 75
 #: Exit status when an output or log file could not be written for lack of space (sysexits'
 #: EX_IOERR): every row written so far is complete, a rerun resumes after the last one.
@@ -69,6 +69,7 @@ def run_job(
     says; its exit status."""
     from vlmcap.client.connect import ServerError
     from vlmcap.core.recovery import EngineLost
+    from vlmcap.distributed.backend import ClusterLost
     from vlmcap.plugins.registry import UnknownModelError, get_plugin
     from vlmcap.runtime import Interrupted, shutdown_llm, stop_on_signals
     from vlmcap.sinks.lock import LockedError
@@ -102,9 +103,8 @@ def run_job(
             usage_error(str(exc))
         except Interrupted as exc:
             say(f"{exc.name}: stopped; the rows written are kept (rerun to resume)")
-        except EngineLost as exc:
-            say(f"error: the engine died and no restart is left: {exc}")
-            status = ENGINE_LOST_STATUS
+        except (EngineLost, ClusterLost) as exc:
+            status = _engine_lost_status(exc)
         except OSError as exc:
             status = _disk_full_status(exc)  # raised on unless the disk is full
         finally:
@@ -119,6 +119,17 @@ def run_job(
                     for engine in engines:
                         shutdown_llm(engine)  # idempotent: the dead ones are quick
     return signals.exit_status(_log_status(logs, status))
+
+
+def _engine_lost_status(exc: Exception) -> int:
+    """Say why the engines are gone for good; ``ENGINE_LOST_STATUS``."""
+    from vlmcap.core.recovery import EngineLost
+
+    if isinstance(exc, EngineLost):
+        say(f"error: the engine died and no restart is left: {exc}")
+    else:
+        say(f"error: the Ray job cannot go on: {exc}; the rows written stay (rerun resumes)")
+    return ENGINE_LOST_STATUS
 
 
 def _open_server(
@@ -176,6 +187,7 @@ def _backend(
     """The job's backend: the server's, engine actors on a Ray cluster, or an offline engine
     (started here, and again after each death the engine-restart budget allows; every one is
     added to ``engines``)."""
+    from vlmcap.options.base import ConfigError
     from vlmcap.pipeline.backend import OfflineBackend, ServerBackend
 
     if ray is not None and ray.ray:
@@ -188,7 +200,12 @@ def _backend(
 
         if debug.requests is not None:
             say("warning: request dumps and logprobs are not kept on Ray (the engines are there)")
-        return RayBackend(plugin, config, ray)
+        remote = RayBackend(plugin, config, ray)
+        try:
+            remote.start()  # the cluster, and whether it can hold the engines
+        except ConfigError as exc:
+            usage_error(str(exc))
+        return remote
     if server is not None:
         return ServerBackend(server, plugin, config, debugger=debug.requests)
     engines.append(start_engine(plugin, config))

@@ -24,14 +24,16 @@ import functools
 import logging
 import math
 import pickle
+import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from vlmcap.core.stats import LoopStats
-from vlmcap.distributed.cluster import ENGINE_ACTOR_CPUS, connect, disconnect
+from vlmcap.distributed.cluster import ENGINE_ACTOR_CPUS, Cluster, connect, disconnect
 from vlmcap.distributed.decode import JOB_COLUMN, decode_jobs
 from vlmcap.distributed.entries import Entry, from_batch
+from vlmcap.options.base import ConfigError
 from vlmcap.options.ray import RayOptions
 
 if TYPE_CHECKING:
@@ -44,6 +46,12 @@ logger = logging.getLogger(__name__)
 MAX_INPUT_BLOCKS = 10_000
 
 
+class ClusterLost(RuntimeError):
+    """The Ray job cannot go on (an engine actor's loop stopped after its engine restarts, an
+    actor's process died more often than ``--actor-retries``, the cluster went away); the rows
+    written stay, and the same command resumes."""
+
+
 @dataclass
 class RayBackend:
     """Runs a task's load jobs on Ray (see the module docstring)."""
@@ -51,6 +59,20 @@ class RayBackend:
     plugin: VLMPlugin
     config: VLMConfig
     options: RayOptions
+    _cluster: Cluster | None = field(default=None, init=False, repr=False)
+
+    def start(self) -> Cluster:
+        """Join (or start) the cluster and check it can hold the engines; raises
+        ``ConfigError`` when it cannot. ``run_jobs`` calls it when nobody did before."""
+        if self._cluster is None:
+            cluster = connect(self.options)
+            try:
+                cluster.check(self.options)
+            except ConfigError:
+                disconnect(cluster)
+                raise
+            self._cluster = cluster
+        return self._cluster
 
     def calls_per_actor(self) -> int:
         """Calls inside one engine actor at once: enough items to fill its engine."""
@@ -58,19 +80,20 @@ class RayBackend:
 
     def run_jobs(self, task: Any, jobs: Sequence[Any], stats: LoopStats) -> Iterator[Entry]:
         """The entries of every job (any order), streamed as the actors finish them."""
-        if not jobs:
-            return
-        cluster = connect(self.options)
+        import ray.exceptions
+
+        cluster = self.start()
         try:
-            cluster.check(self.options)
-            yield from self._run(task, jobs, cluster.gpus_per_engine(self.options))
+            if jobs:
+                yield from self._run(task, jobs, cluster.gpus_per_engine(self.options))
+        except ray.exceptions.RayError as exc:
+            raise ClusterLost(_first_line(exc)) from exc
         finally:
+            self._cluster = None
             disconnect(cluster)
 
     def _run(self, task: Any, jobs: Sequence[Any], gpus: int) -> Iterator[Entry]:
         import ray.data
-
-        from vlmcap.distributed.actor import EngineActor
 
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the job's own progress bar shows the rows
@@ -85,7 +108,30 @@ class RayBackend:
         )
         decode: Callable[[Any], Any] = functools.partial(decode_jobs, task=task)
         dataset = dataset.map_batches(decode, batch_size=1, batch_format="numpy")
-        dataset = dataset.map_batches(
+        with warnings.catch_warnings():
+            # Ray Data has no named parameter for restarts and retries yet (pyproject pins
+            # ray below the release that drops the keyword form)
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+            dataset = self._engines(dataset, config, gpus, calls)
+        logger.info(
+            "Ray: %d input(s), %d engine actor(s) of %d GPU(s), %d item(s) per call, "
+            "%d call(s) inside each",
+            len(jobs),
+            self.options.engines,
+            gpus,
+            self.options.ray_batch,
+            calls,
+        )
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            yield from from_batch(batch)
+
+    def _engines(self, dataset: Any, config: VLMConfig, gpus: int, calls: int) -> Any:
+        """``dataset`` through the pool of engine actors."""
+        import ray.data
+
+        from vlmcap.distributed.actor import EngineActor
+
+        return dataset.map_batches(
             EngineActor,
             fn_constructor_args=(self.plugin, config),
             batch_size=self.options.ray_batch,
@@ -100,14 +146,10 @@ class RayBackend:
             max_restarts=-1,
             max_task_retries=self.options.actor_retries,
         )
-        logger.info(
-            "Ray: %d input(s), %d engine actor(s) of %d GPU(s), %d item(s) per call, "
-            "%d call(s) inside each",
-            len(jobs),
-            self.options.engines,
-            gpus,
-            self.options.ray_batch,
-            calls,
-        )
-        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-            yield from from_batch(batch)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The gist of a Ray error (its text repeats the remote traceback)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    causes = [line for line in lines if "engine actor" in line or "Error" in line]
+    return (causes or lines or [type(exc).__name__])[-1][:500]
