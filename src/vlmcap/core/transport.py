@@ -2,9 +2,9 @@
 
 A transport takes ``StageRequest``s and reports ``Completion``s; it knows nothing of items,
 stages, prompts or outputs (that is the lifecycle's job) and nothing of when to add work (the
-loop driver's). Three exist or are planned: vLLM's engine in this process
-(``vlmcap.engine.transport``), an OpenAI-compatible server (``vlmcap.client.transport``), and a
-Ray actor holding an engine.
+loop driver's). Two exist: vLLM's engine in this process (``vlmcap.engine.transport``) and an
+OpenAI-compatible server (``vlmcap.client.transport``). On Ray each engine actor runs the first
+under the same driver (``vlmcap.distributed.actor``).
 """
 
 from __future__ import annotations
