@@ -3,7 +3,8 @@
 Flow trace::
 
     RayBackend.run_jobs(task, jobs, stats)      # called by vlmcap.pipeline.run for the plan
-      connect(options)                          # join the cluster, or start a local one
+      start()                                   # join the cluster (or start a local one),
+                                                # check it can hold the engines
       from_items(pickled jobs)                  # the inputs the plan left to do (resume)
       .map_batches(decode_jobs)                 # CPU tasks: task.load -> item entries
       .map_batches(EngineActor, pool of N)      # G GPUs each; the one loop driver inside
@@ -101,6 +102,9 @@ class RayBackend:
         config = self.config
         if gpus > 1:
             config = config.model_copy(update={"tensor_parallel_size": gpus})
+        if not config.inflight_batching:  # a batch would wait for items that never come
+            logger.warning("--fixed-batches: not on Ray; the engine actors use the in-flight loop")
+            config = config.model_copy(update={"inflight_batching": True})
         calls = self.calls_per_actor()
         rows = [{JOB_COLUMN: pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)} for job in jobs]
         dataset: ray.data.Dataset = ray.data.from_items(
