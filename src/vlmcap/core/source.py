@@ -13,6 +13,23 @@ from typing import Protocol, runtime_checkable
 from vlmcap.records import Item
 
 
+class Iterates:
+    """Plain iteration over a polling source (``for item in source``): ``poll(block=True)``
+    until it gives None."""
+
+    def poll(self, block: bool) -> Item | None:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterates:
+        return self
+
+    def __next__(self) -> Item:
+        item = self.poll(block=True)
+        if item is None:
+            raise StopIteration
+        return item
+
+
 @runtime_checkable
 class PollingSource(Protocol):
     def poll(self, block: bool) -> Item | None:

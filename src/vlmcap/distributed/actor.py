@@ -24,6 +24,7 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING
 
+from vlmcap.core.source import Iterates
 from vlmcap.core.stats import LoopStats
 from vlmcap.distributed.entries import ITEM, RECORD, Batch, Entry, from_batch, to_batch
 from vlmcap.records import Item, Record
@@ -38,7 +39,7 @@ logger = logging.getLogger(__name__)
 INBOX_WAIT_S = 0.05
 
 
-class Inbox:
+class Inbox(Iterates):
     """Items handed to the loop thread by the actor's calls (a ``PollingSource``)."""
 
     def __init__(self) -> None:
@@ -60,15 +61,6 @@ class Inbox:
         with self._ready:
             self._closed = True
             self._ready.notify_all()
-
-    def __iter__(self) -> Inbox:
-        return self
-
-    def __next__(self) -> Item:
-        item = self.poll(block=True)
-        if item is None:
-            raise StopIteration
-        return item
 
     def poll(self, block: bool) -> Item | None:
         with self._ready:

@@ -7,6 +7,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from vlmcap.core.source import Iterates
 from vlmcap.pipeline.prefetch import Prefetcher
 from vlmcap.records import Item
 from vlmcap.tasks.base import Loaded
@@ -14,7 +15,7 @@ from vlmcap.tasks.base import Loaded
 logger = logging.getLogger(__name__)
 
 
-class ItemFeed:
+class ItemFeed(Iterates):
     """Hands out decoded items; an input that failed to load is passed to ``on_load_error``
     as soon as its result arrives, and ``on_unit_done`` fires once all of an input's rows are
     out (``row_written``)."""
@@ -44,15 +45,6 @@ class ItemFeed:
                 return None
             self._take(result)
         return self._ready.popleft()
-
-    def __iter__(self) -> ItemFeed:
-        return self
-
-    def __next__(self) -> Item:
-        item = self.poll(block=True)
-        if item is None:
-            raise StopIteration
-        return item
 
     def _take(self, result: Loaded[Any]) -> None:
         for reason in result.not_sent:
