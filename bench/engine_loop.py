@@ -1,4 +1,4 @@
-"""How well does vlmcap's engine loop keep vLLM busy? Five contenders, one process, same work.
+"""How well does vlmcap's engine loop keep vLLM busy? Six contenders, one process, same work.
 
     python bench/engine_loop.py [--quick] [--requests N] [--repeats R]
                                 [--model tiny-random-qwen2.5-vl] [--model-path P] [--out PATH]
@@ -23,6 +23,8 @@ every output):
     c  fixed      ``caption_items`` with ``inflight_batching=False``, ``batch_size=cap``
     d  one/step   a loop on ``llm.llm_engine`` adding ONE request per ``step()`` (below cap)
     e  asyncllm   vLLM's ``AsyncLLM``, one asyncio task per item behind ``Semaphore(cap)``
+    f  inline     as b, with ``prepare_threads=0``: requests built on the loop's own thread
+                  (b builds them on the threads ``vlmcap.engine.prepare`` picks)
 
 Scenarios: cap 16 and cap 256 (vlmcap's default ``max_inflight``), each with stage 2 off and
 on; ``a`` is never capped. Caches that would let a later contender reuse an earlier one's work
@@ -71,6 +73,7 @@ CONTENDERS = {
     "c": "vlmcap fixed batches",
     "d": "one add per engine.step()",
     "e": "AsyncLLM + Semaphore(cap)",
+    "f": "vlmcap in-flight loop, requests built on the loop's thread",
 }
 #: (numerator, denominator, target on items/s or None, only at this cap or None = every cap)
 RATIOS: list[tuple[str, str, float | None, int | None]] = [
@@ -78,6 +81,7 @@ RATIOS: list[tuple[str, str, float | None, int | None]] = [
     ("b", "d", 1.3, 16),
     ("b", "e", 1.0, None),
     ("c", "a", None, None),
+    ("b", "f", None, None),
 ]
 _FINISHED_OK = ("stop", "length")  # as vlmcap.core.lifecycle settles outputs
 
@@ -128,21 +132,20 @@ def make_items(
     each with its own ``max_tokens`` in ``max_tokens_range`` (default 8..48) so requests finish
     at different steps."""
     import numpy as np
-    import torch
     from PIL import Image
 
     from vlmcap.records import Item
 
     rng = random.Random(seed)
     nprng = np.random.default_rng(seed)
-    gen = torch.Generator().manual_seed(seed)
     side = video_side
     items: list[Item] = []
     for i in range(n):
         max_tokens = rng.randint(*max_tokens_range)
         if i % 3 == 2:
             frames = rng.choice(video_frames)
-            media: Any = torch.rand(frames, 3, side, side, generator=gen)
+            # uint8 (T, H, W, 3), the form vlmcap's video decoder gives the plugins
+            media: Any = nprng.integers(0, 256, (frames, side, side, 3), dtype=np.uint8)
             items.append(Item(f"vid{i:04d}", media, fps=2.0, max_tokens=max_tokens))
             items[-1].meta["shape"] = [frames, 3, side, side]
         else:
@@ -158,8 +161,8 @@ def make_items(
         "images": n - len(videos),
         "videos": len(videos),
         "image_sides_px": list(sides),
-        "video": f"{'/'.join(map(str, video_frames))} frames of 3x{side}x{side} random noise "
-        "at fps 2.0",
+        "video": f"{'/'.join(map(str, video_frames))} frames of {side}x{side} random noise "
+        "(uint8, as decoded) at fps 2.0",
         "max_tokens_range": list(max_tokens_range),
         "max_tokens_sum": sum(tokens),
         "shapes": {it.key: it.meta["shape"] for it in items},
@@ -231,19 +234,23 @@ def run_generate(bench: Bench, stage2: bool) -> RunResult:
     return RunResult(len(bench.items), ok, tokens, requests)
 
 
-def run_vlmcap(bench: Bench, cap: int, stage2: bool, inflight: bool) -> RunResult:
-    """(b) / (c): vlmcap's own ``caption_items``."""
+def run_vlmcap(
+    bench: Bench, cap: int, stage2: bool, inflight: bool, prepare_threads: int | None = None
+) -> RunResult:
+    """(b) / (c) / (f): vlmcap's own ``caption_items``; (f) builds requests on the loop's
+    thread (``prepare_threads=0``), (b) on the threads vlmcap picks (or the config's)."""
     from vlmcap.engine import caption_items
     from vlmcap.records import Status
 
-    config = bench.config.model_copy(
-        update={
-            "inflight_batching": inflight,
-            "max_inflight": cap,
-            "batch_size": cap,
-            "stage2": stage2,
-        }
-    )
+    update: dict[str, Any] = {
+        "inflight_batching": inflight,
+        "max_inflight": cap,
+        "batch_size": cap,
+        "stage2": stage2,
+    }
+    if prepare_threads is not None:
+        update["prepare_threads"] = prepare_threads
+    config = bench.config.model_copy(update=update)
     records = caption_items(bench.items, bench.llm, bench.plugin, config)
     ok = sum(r.status == Status.OK for r in records)
     tokens = sum(r.output_tokens for r in records)
@@ -334,14 +341,18 @@ def run_asyncllm(bench: Bench, cap: int, stage2: bool) -> RunResult:
 # ---- driver -------------------------------------------------------------------------------
 
 
-def contenders(bench: Bench, cap: int, stage2: bool) -> dict[str, Callable[[], RunResult]]:
-    return {
+def contenders(
+    bench: Bench, cap: int, stage2: bool, only: str = "".join(CONTENDERS)
+) -> dict[str, Callable[[], RunResult]]:
+    every: dict[str, Callable[[], RunResult]] = {
         "a": lambda: run_generate(bench, stage2),
         "b": lambda: run_vlmcap(bench, cap, stage2, inflight=True),
         "c": lambda: run_vlmcap(bench, cap, stage2, inflight=False),
         "d": lambda: run_one_per_step(bench, cap, stage2),
         "e": lambda: run_asyncllm(bench, cap, stage2),
+        "f": lambda: run_vlmcap(bench, cap, stage2, inflight=True, prepare_threads=0),
     }
+    return {key: run for key, run in every.items() if key in only}
 
 
 def run_scenario(
@@ -353,6 +364,7 @@ def run_scenario(
     *,
     warmup: bool = True,
     lenient: bool = False,
+    only: str = "".join(CONTENDERS),
 ) -> dict[str, Any]:
     name = f"cap{cap}-stage2-{'on' if stage2 else 'off'}"
     warmups: dict[str, RunResult] = {}
@@ -370,7 +382,11 @@ def run_scenario(
 
     print(f"scenario {name}", flush=True)
     samples = run_alternating(
-        contenders(bench, cap, stage2), repeats, warmup=warmup, pause_s=pause_s, on_sample=note
+        contenders(bench, cap, stage2, only),
+        repeats,
+        warmup=warmup,
+        pause_s=pause_s,
+        on_sample=note,
     )
     everything = [s.value for ss in samples.values() for s in ss] + list(warmups.values())
     ok_counts = {r.ok for r in everything}
@@ -397,6 +413,8 @@ def run_scenario(
         }
     ratios: dict[str, Any] = {}
     for num, den, goal, only_cap in RATIOS:
+        if num not in per or den not in per:
+            continue
         r = ratio(per[num]["items_per_s"]["values"], per[den]["items_per_s"]["values"])
         target = None if only_cap is not None and only_cap != cap else goal
         r["target"] = target
@@ -509,7 +527,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="record, instead of failing on, ok counts that differ between runs",
     )
+    p.add_argument(
+        "--contenders",
+        default="".join(CONTENDERS),
+        help=f"the contenders to run, as letters (default {''.join(CONTENDERS)})",
+    )
+    p.add_argument(
+        "--stage2", default="off,on", help="comma-separated stage-2 settings to run (off, on)"
+    )
     args = p.parse_args(argv)
+    unknown = set(args.contenders) - set(CONTENDERS)
+    if unknown:
+        p.error(f"--contenders: unknown {''.join(sorted(unknown))}")
+    args.stage2 = [{"off": False, "on": True}[v.strip()] for v in args.stage2.split(",")]
     if args.requests is None:
         args.requests = 24 if args.quick else 96
     if args.repeats is None:
@@ -586,7 +616,7 @@ def run_scenarios(
     """Every (cap, stage 2 off/on) scenario in turn, into ``scenarios``; ``save`` after each.
     With ``args.deadline``, one that would not end in time goes to ``skipped`` instead."""
     done: list[tuple[bool, float]] = []
-    plan = list(itertools.product(args.caps, (False, True)))
+    plan = list(itertools.product(args.caps, args.stage2))
     if args.stage2_last:
         plan.sort(key=lambda scenario: scenario[1])  # stable: caps keep their order
     for cap, stage2 in plan:
@@ -601,7 +631,14 @@ def run_scenarios(
         t0 = time.perf_counter()
         warm = args.warmup == "each" or not scenarios
         scenario = run_scenario(
-            bench, cap, stage2, args.repeats, args.pause, warmup=warm, lenient=args.lenient
+            bench,
+            cap,
+            stage2,
+            args.repeats,
+            args.pause,
+            warmup=warm,
+            lenient=args.lenient,
+            only=args.contenders,
         )
         scenario["wall_s"] = time.perf_counter() - t0
         done.append((stage2, scenario["wall_s"]))

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 from common import RESULTS_DIR, machine_info, write_result
 from engine_loop import config_values, make_items, parse_engine_args
 from vlmcap.core.stats import LoopStats
+from vlmcap.engine.prepare import renderer_of
 
 if TYPE_CHECKING:
     from vllm import LLM
@@ -70,7 +71,11 @@ H200_COPY_BYTES_PER_S = 4.3e12
 
 
 class Clock:
-    """Seconds and calls per name; ``wrap`` times a method of one object (or a class)."""
+    """Seconds and calls per name; ``wrap`` times a method of one object (or a class).
+
+    Calls on threads other than the one that made the clock (vlmcap's request-building pool)
+    are counted under ``prep.NAME``: they overlap the loop's own time. A call made inside
+    another timed call is also counted under ``NAME@OUTER``."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
@@ -79,17 +84,29 @@ class Clock:
         self.keep_events: set[str] = set()
         self._undo: list[Callable[[], None]] = []
         self.missing: list[str] = []
+        self.loop_thread = threading.get_ident()
+        self._lock = threading.Lock()
+        self._local = threading.local()
 
     def reset(self) -> None:
-        self.seconds = dict.fromkeys(self.seconds, 0.0)
-        self.calls = dict.fromkeys(self.calls, 0)
-        self.events = {k: [] for k in self.events}
+        with self._lock:
+            self.seconds = dict.fromkeys(self.seconds, 0.0)
+            self.calls = dict.fromkeys(self.calls, 0)
+            self.events = {k: [] for k in self.events}
+
+    def _outer(self) -> list[str]:
+        if not hasattr(self._local, "stack"):
+            self._local.stack = []
+        return self._local.stack  # type: ignore[no-any-return]
 
     def add(self, name: str, start: float, seconds: float) -> None:
-        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
-        self.calls[name] = self.calls.get(name, 0) + 1
-        if name in self.keep_events:
-            self.events.setdefault(name, []).append((start, seconds))
+        if threading.get_ident() != self.loop_thread:
+            name = f"prep.{name}"
+        with self._lock:
+            self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+            self.calls[name] = self.calls.get(name, 0) + 1
+            if name in self.keep_events:
+                self.events.setdefault(name, []).append((start, seconds))
 
     def wrap(
         self,
@@ -119,12 +136,17 @@ class Clock:
 
         @functools.wraps(original)
         def timed(*args: Any, **kwargs: Any) -> Any:
+            outer = self._outer()
             start = time.perf_counter()
+            outer.append(name)
             try:
                 result = original(*args, **kwargs)
             finally:
                 seconds = time.perf_counter() - start
+                outer.pop()
                 self.add(name, start, seconds)
+                if outer:
+                    self.add(f"{name}@{outer[-1]}", start, seconds)
                 if kind is not None:
                     self.add(f"{name}[{_kind_of(kind, args, kwargs)}]", start, seconds)
             if after is not None:
@@ -214,6 +236,7 @@ def instrument(plugin: VLMPlugin, llm: LLM, clock: Clock, core: CoreOutputs) -> 
     )
     processor = getattr(engine, "input_processor", None) or getattr(engine, "processor", None)
     clock.wrap(processor, "process_inputs", "add_request.process_inputs")
+    clock.wrap(renderer_of(engine), "render_cmpl", "render")
     clock.wrap(engine.output_processor, "add_request", "add_request.output_processor")
     client = engine.engine_core
     clock.wrap(client, "add_request", "add_request.core_send")
@@ -226,9 +249,7 @@ def instrument(plugin: VLMPlugin, llm: LLM, clock: Clock, core: CoreOutputs) -> 
             continue
         if context is not None:
             break
-    clock.wrap(
-        context, "call_hf_processor", "add_request.process_inputs.hf_processor", kind=_hf_kind
-    )
+    clock.wrap(context, "call_hf_processor", "hf_processor", kind=_hf_kind)
     out_queue = getattr(client, "outputs_queue", None)
     waiting: list[int] = []
 
@@ -590,17 +611,22 @@ def breakdown(run: Run) -> dict[str, Any]:
     splits inside ``add_request`` and ``step``."""
     s, c, wall = run.clock_seconds, run.clock_calls, run.wall_s
     g = s.get
+    # on the loop's thread: the Hugging Face processor runs inside vLLM's renderer (vlmcap
+    # renders before add_request) or, given a raw prompt, inside add_request's input processor
+    render = g("render", 0.0)
     top = {
-        "request_building": g("make_request", 0.0) + g("engine_inputs", 0.0),
+        "request_building": g("make_request", 0.0) + g("engine_inputs", 0.0) + render,
         "add_request": g("add_request", 0.0),
         "step": g("step", 0.0),
     }
     top["loop_other"] = wall - sum(top.values())
     process = g("add_request.process_inputs", 0.0)
-    hf = g("add_request.process_inputs.hf_processor", 0.0)
+    hf_in_add = g("hf_processor@add_request.process_inputs", 0.0)
+    hf_in_render = g("hf_processor@render", 0.0)
+    hf = hf_in_add + hf_in_render
     add_parts = {
-        "process_inputs_hf_processor": hf,
-        "process_inputs_rest": process - hf,
+        "process_inputs_hf_processor": hf_in_add,
+        "process_inputs_rest": process - hf_in_add,
         "output_processor_add": g("add_request.output_processor", 0.0),
         "send_to_engine_core": g("add_request.core_send", 0.0),
     }
@@ -614,7 +640,17 @@ def breakdown(run: Run) -> dict[str, Any]:
     build_parts = {
         "make_request": g("make_request", 0.0),
         "engine_inputs": g("engine_inputs", 0.0),
+        "render_hf_processor": hf_in_render,
+        "render_rest": render - hf_in_render,
     }
+    # on the request-building threads (busy seconds summed over the threads; they overlap the
+    # loop's own time, so they are not shares of it)
+    prep = {
+        "engine_inputs": g("prep.engine_inputs", 0.0),
+        "render": g("prep.render", 0.0),
+        "hf_processor": g("prep.hf_processor", 0.0),
+    }
+    hf_all = hf + prep["hf_processor"]
 
     def table(parts: dict[str, float]) -> dict[str, Any]:
         return {k: {"s": _r(v), "share_of_wall": _r(v / wall)} for k, v in parts.items()}
@@ -628,6 +664,7 @@ def breakdown(run: Run) -> dict[str, Any]:
         "request_building_split": table(build_parts),
         "add_request_split": table(add_parts),
         "step_split": table(step_parts),
+        "on_prepare_threads_busy_s": {k: _r(v) for k, v in prep.items()},
         "calls": {k: v for k, v in c.items() if "[" not in k},
         "by_kind": {
             k: {
@@ -642,7 +679,8 @@ def breakdown(run: Run) -> dict[str, Any]:
             "make_request": _r(1e3 * g("make_request", 0.0) / items, 3),
             "engine_inputs": _r(1e3 * g("engine_inputs", 0.0) / items, 3),
             "add_request": _r(1e3 * top["add_request"] / items, 3),
-            "hf_processor": _r(1e3 * hf / items, 3),
+            "hf_processor": _r(1e3 * hf_all / items, 3),
+            "hf_processor_on_prepare_threads": _r(1e3 * prep["hf_processor"] / items, 3),
         },
         "step_seconds": _dist(steps, 5),
         "add_request_seconds": _dist(adds, 5),
@@ -874,8 +912,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a VLMConfig field or an extra vllm.LLM keyword (VALUE parsed as JSON if it can "
         "be); repeatable",
     )
+    p.add_argument(
+        "--prepare-threads",
+        default="0,auto",
+        help="comma-separated request-building thread counts to compare side by side (auto: "
+        "vlmcap's choice; the first is the baseline of the ratios)",
+    )
     p.add_argument("--out", default=str(RESULTS_DIR / "gpu_breakdown_h200.json"))
     args = p.parse_args(argv)
+    args.prepare_threads = [c.strip() for c in args.prepare_threads.split(",") if c.strip()]
     args.image_sides = tuple(int(c) for c in args.image_sides.split(",") if c.strip())
     args.video_frames = tuple(int(c) for c in args.video_frames.split(",") if c.strip())
     lo, _, hi = args.max_tokens.partition("-")
@@ -915,6 +960,7 @@ def print_table(summary: dict[str, Any]) -> None:
         print(f"  {section}")
         for name, row in b[section].items():
             print(f"    {name:<30}{row['s']:>9.3f} s{100 * row['share_of_wall']:>8.1f} %")
+    print(f"  on the request-building threads (busy s): {b['on_prepare_threads_busy_s']}")
     f = summary["engine_fill"]
     print(
         f"  inside: mean {f['mean_inside']} of {f['mean_could_be_inside']} possible, "
@@ -971,15 +1017,30 @@ def header(args: argparse.Namespace, config: VLMConfig, sampler: NvmlSampler) ->
                 "engine_args",
             )
         },
-        "protocol": f"{args.warmups} untimed warm-up run(s) on the full workload shape "
-        f"(fresh media: seeds 1..{args.warmups}), then {args.repeats} timed run(s) (seed "
-        f"{args.seed}, +100 per further repeat); {args.pause} s pause before each run; the "
-        "timers and the NVML sampler run in every run; summaries per timed run, medians in "
-        "across_repeats",
+        "protocol": f"for each of the variants (--prepare-threads {args.prepare_threads}) "
+        f"{args.warmups} untimed warm-up run(s) on the full workload shape, then "
+        f"{args.repeats} timed run(s) of every variant, in an order that alternates per "
+        f"repeat; fresh media for every run (seed {args.seed} + 100 per repeat + the "
+        f"variant's index); {args.pause} s pause before each run; the timers and the NVML "
+        "sampler run in every run; summaries per timed run, medians in across_repeats, per "
+        "variant in variants (the first also at the top), items/s ratios per repeat in "
+        "ratios_vs_first",
         "warmups": args.warmups,
         "repeats": args.repeats,
         "complete": False,
     }
+
+
+def variant_configs(args: argparse.Namespace, config: VLMConfig) -> dict[str, VLMConfig]:
+    """One config per ``--prepare-threads`` value ("auto": vlmcap's own choice)."""
+    from vlmcap.engine.prepare import prepare_threads
+
+    out: dict[str, VLMConfig] = {}
+    for value in args.prepare_threads:
+        threads = None if value == "auto" else int(value)
+        variant = config.model_copy(update={"prepare_threads": threads})
+        out[f"prepare_threads={value} ({prepare_threads(variant)})"] = variant
+    return out
 
 
 def run_all(
@@ -991,7 +1052,8 @@ def run_all(
     sampler: NvmlSampler,
     result: dict[str, Any],
 ) -> None:
-    """Warm-ups, then the timed runs, into ``result``."""
+    """Warm-ups, then the timed runs of every variant (in an order that alternates per
+    repeat), into ``result``: ``variants[name]`` for each, the first one's also at the top."""
     clock, core = Clock(), CoreOutputs()
     instrument(plugin, llm, clock, core)
     result["timers_missing"] = clock.missing
@@ -1001,33 +1063,62 @@ def run_all(
         "video_side": args.video_side,
         "max_tokens_range": args.max_tokens,
     }
-    runs: list[Run] = []
+    variants = variant_configs(args, config)
+    names = list(variants)
+    runs: dict[str, list[Run]] = {name: [] for name in names}
+    per: dict[str, dict[str, Any]] = {name: {"timed": []} for name in names}
+    result["variants"] = per
+
+    def one(name: str, seed: int) -> Run:
+        items, workload = make_items(args.requests, seed, **shape)
+        result["workload"] = {
+            k: v for k, v in workload.items() if k not in ("shapes", "max_tokens")
+        }
+        time.sleep(args.pause)
+        cfg = variants[name]
+        return run_once(items, llm, plugin, cfg, clock=clock, core=core, sampler=sampler)
+
     try:
         for w in range(args.warmups):
-            items, _ = make_items(args.requests, 1 + w, **shape)
-            time.sleep(args.pause)
-            run = run_once(items, llm, plugin, config, clock=clock, core=core, sampler=sampler)
-            print(f"warm-up {w}: {run.wall_s:.2f} s", flush=True)
-            result.setdefault("warmup_summaries", []).append(
-                summarize_run(run, sampler, args.cap, with_timeline=False, bin_s=args.bin)
-            )
+            for i, name in enumerate(names):
+                run = one(name, 1 + w * len(names) + i)
+                print(f"warm-up {w} {name}: {run.wall_s:.2f} s", flush=True)
+                per[name].setdefault("warmup_summaries", []).append(
+                    summarize_run(run, sampler, args.cap, with_timeline=False, bin_s=args.bin)
+                )
         for rep in range(args.repeats):
-            items, workload = make_items(args.requests, args.seed + 100 * rep, **shape)
-            time.sleep(args.pause)
-            run = run_once(items, llm, plugin, config, clock=clock, core=core, sampler=sampler)
-            runs.append(run)
-            print(f"timed run {rep}: {run.wall_s:.2f} s", flush=True)
-            result["workload"] = {
-                k: v for k, v in workload.items() if k not in ("shapes", "max_tokens")
-            }
-            result.setdefault("timed", []).append(
-                summarize_run(run, sampler, args.cap, with_timeline=True, bin_s=args.bin)
-            )
-        result["across_repeats"] = across_repeats(result["timed"])
-        result["floor_estimate"] = floor_estimate(args.model_path, runs)
+            order = names if rep % 2 == 0 else names[::-1]
+            for name in order:
+                # every variant gets fresh media of the same shape (no cache can carry over)
+                run = one(name, args.seed + 100 * rep + names.index(name))
+                runs[name].append(run)
+                print(f"timed run {rep} {name}: {run.wall_s:.2f} s", flush=True)
+                per[name]["timed"].append(
+                    summarize_run(run, sampler, args.cap, with_timeline=True, bin_s=args.bin)
+                )
+        for name in names:
+            per[name]["across_repeats"] = across_repeats(per[name]["timed"])
+            per[name]["floor_estimate"] = floor_estimate(args.model_path, runs[name])
+        first = names[0]
+        result["timed"] = per[first]["timed"]
+        result["across_repeats"] = per[first]["across_repeats"]
+        result["floor_estimate"] = per[first]["floor_estimate"]
+        result["ratios_vs_first"] = {
+            name: ratio_of(per[name]["timed"], per[first]["timed"]) for name in names[1:]
+        }
         result["complete"] = True
     finally:
         clock.unwrap()
+
+
+def ratio_of(timed: list[dict[str, Any]], base: list[dict[str, Any]]) -> dict[str, Any]:
+    """Items/s of one variant over the first, per repeat (the same repeat's runs side by
+    side) and the median of those."""
+    per_repeat = [_r(t["items_per_s"] / b["items_per_s"]) for t, b in zip(timed, base, strict=True)]
+    return {
+        "items_per_s_median": _r(statistics.median(per_repeat)) if per_repeat else None,
+        "per_repeat": per_repeat,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -1075,9 +1166,13 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         path = write_result("gpu_breakdown", result, args.out)
         print(f"wrote {path}", flush=True)
-        for summary in result.get("timed", []):
-            print_table(summary)
-        print_footer(result)
+        for name, variant in result.get("variants", {}).items():
+            print(f"== {name}")
+            for summary in variant.get("timed", []):
+                print_table(summary)
+            print_footer(variant)
+        for name, r in result.get("ratios_vs_first", {}).items():
+            print(f"{name} vs the first: items/s x{r['items_per_s_median']} {r['per_repeat']}")
         engine_core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
         if engine_core is not None and hasattr(engine_core, "shutdown"):
             engine_core.shutdown()

@@ -75,6 +75,7 @@ CAPTION_SAMPLES: dict[str, Any] = {
     "inflight_batching": False,
     "batch_size": 2,
     "max_inflight": 32,
+    "prepare_threads": 2,
     "engine_restarts": 1,
     "server_url": "http://gpu-node:8000",
     "server_url_file": "server.url",

@@ -112,6 +112,7 @@ def test_vlmconfig_keeps_its_fields_and_takes_them_from_the_groups():
         "max_output_tokens", "temperature", "top_p", "repetition_penalty", "seed", "preprocess",
         "mm_cache", "prefix_caching", "max_model_len", "gpu_memory_utilization",
         "enforce_eager", "engine_args", "inflight_batching", "batch_size", "max_inflight",
+        "prepare_threads",
         "engine_restarts",
         "stage2", "stage2_prompt", "trace_function", "cuda_launch_blocking",
         "log_stats_interval", "log_steps", "profile", "profile_steps", "memory_report",

@@ -25,6 +25,7 @@ from vlmcap.core.loop import drive
 from vlmcap.core.recovery import Recovery
 from vlmcap.core.stats import LoopStats
 from vlmcap.engine.batching import iter_fixed_batches
+from vlmcap.engine.prepare import engine_mm_cache, prepare_threads
 from vlmcap.engine.transport import EngineTransport
 from vlmcap.plugins.registry import get_plugin
 from vlmcap.records import Item, Record
@@ -74,13 +75,20 @@ def iter_records(
         yield from iter_fixed_batches(items, llm, lifecycle, stats)
         return
     hooks = step_hooks(config, llm)
-    transport = EngineTransport(llm, plugin, config.max_inflight, hooks=hooks)
+    threads = prepare_threads(config, cache_on=engine_mm_cache(llm.llm_engine))
+
+    def transport_of(engine: LLM) -> EngineTransport:
+        return EngineTransport(
+            engine, plugin, config.max_inflight, hooks=hooks, prepare_threads=threads
+        )
+
+    transport = transport_of(llm)
     recovery = None
     if restart is not None and config.engine_restarts > 0:
         new_engine = restart
 
         def fresh() -> EngineTransport:
-            return EngineTransport(new_engine(), plugin, config.max_inflight, hooks=hooks)
+            return transport_of(new_engine())
 
         recovery = Recovery(fresh, config.engine_restarts)
     try:

@@ -34,6 +34,8 @@ MIN_MODEL_LEN = 64
 MAX_OUTPUT_TOKENS_LIMIT = 131072
 #: Upper bound of temperature and repetition penalty: beyond it the output is noise.
 MAX_SAMPLING_FACTOR = 5.0
+#: Most threads that may build engine requests (``--prepare-threads``).
+MAX_PREPARE_THREADS = 64
 
 _STYLE_NAMES = ", ".join([DEFAULT_PROMPT_STYLE, *(s for s in STYLES if s != DEFAULT_PROMPT_STYLE)])
 
@@ -168,6 +170,14 @@ class LoopOptions(OptionGroup):
     )
     max_inflight: int = Field(
         default=256, ge=1, description="Requests kept inside the engine at once (in-flight loop)."
+    )
+    prepare_threads: Annotated[int | None, flag(default_text="auto")] = Field(
+        default=None,
+        ge=0,
+        le=MAX_PREPARE_THREADS,
+        description="Threads that build requests while the engine runs (chat template, the "
+        "model's processor); 0: on the loop's own thread; auto: a quarter of the CPU cores, "
+        "1-8 (1 with the multimodal cache on).",
     )
     engine_restarts: int = Field(
         default=DEFAULT_ENGINE_RESTARTS,
