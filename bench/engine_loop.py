@@ -182,7 +182,8 @@ def classify(bench: Bench, output: RequestOutput | None) -> tuple[str | None, in
     tokens = len(completion.token_ids or ())
     if completion.finish_reason not in _FINISHED_OK:
         return None, tokens
-    text = bench.plugin.decode(completion)
+    decoded = bench.plugin.decode(completion)
+    text = decoded if isinstance(decoded, str) else decoded.text  # a Decoded: its answer text
     return (text or None), tokens
 
 

@@ -227,7 +227,7 @@ def main() -> None:
         "tested_elsewhere": {
             "server killed and restarted": "tests/client/test_server_restart.py",
             "disk full": "tests/sinks/test_disk_full.py",
-            "poison item (kills the engine every time)": "tests/pipeline/test_engine_restart.py",
+            "poison item (kills the engine every time)": "tests/distributed/test_ray.py",
         },
     }
     path = write_result("reliability", result, args.out)

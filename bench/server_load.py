@@ -1,6 +1,7 @@
 """Load on one ``vlmcap serve``: many requests from several client processes at once.
 
     .venv/bin/python bench/server_load.py [--requests 2000] [--clients 4] [--concurrency 64]
+                                          [--server-url URL --api-key KEY]
 
 One ``vlmcap serve`` (the random tiny model, on 127.0.0.1 with an API key) and ``--clients``
 ``vlmcap caption --server-url`` processes started together, each over its own folder of
@@ -9,7 +10,9 @@ from the rows the clients wrote: items lost and written twice (both must be 0), 
 retries (requests sent beyond one per item: the rows' ``attempts``), the latency of a request
 from submission to reply (p50 / p95 / p99 over every ok row) and the throughput over the wall
 time of the whole load (from the clients' start to the last one's exit, their start-up
-included). Every run is bounded (``RUN_TIMEOUT_S``) and talks to loopback only.
+included). With ``--server-url`` the load goes to that running server instead (loopback
+only), which is how the tests run it against their session's server. Every run is bounded
+(``RUN_TIMEOUT_S``).
 Result: ``bench/results/server_load.json``; ``bench/reliability.py`` runs it too.
 """
 
@@ -24,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +48,12 @@ RUN_TIMEOUT_S = 900
 MAX_OUTPUT_TOKENS = 8
 #: Latency percentiles reported.
 PERCENTILES = (50, 95, 99)
+
+
+def loopback(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1")
 
 
 def free_port() -> int:
@@ -95,9 +104,11 @@ def served(work: Path, env: dict[str, str], model: str = MODEL) -> Iterator[Serv
         proc.wait(timeout=30)
 
 
-def client_cmd(src: Path, out: Path, url: str, concurrency: int) -> list[str]:
+def client_cmd(
+    src: Path, out: Path, url: str, concurrency: int, api_key: str = API_KEY
+) -> list[str]:
     return [sys.executable, "-m", "vlmcap.cli", "caption", str(src), "-o", str(out),
-            "--server-url", url, "--api-key", API_KEY, "--concurrency", str(concurrency),
+            "--server-url", url, "--api-key", api_key, "--concurrency", str(concurrency),
             "--max-output-tokens", str(MAX_OUTPUT_TOKENS), "--save-every", "50"]  # fmt: skip
 
 
@@ -108,7 +119,14 @@ def rows_of(path: Path) -> list[dict[str, Any]]:
 
 
 def load(
-    work: Path, env: dict[str, str], url: str, *, requests: int, clients: int, concurrency: int
+    work: Path,
+    env: dict[str, str],
+    url: str,
+    *,
+    requests: int,
+    clients: int,
+    concurrency: int,
+    api_key: str = API_KEY,
 ) -> dict[str, Any]:
     """``requests`` items over ``clients`` client processes against the server at ``url``."""
     per_client = requests // clients
@@ -121,7 +139,7 @@ def load(
     t0 = time.monotonic()
     procs = [
         subprocess.Popen(
-            client_cmd(src, out, url, concurrency // clients),
+            client_cmd(src, out, url, concurrency // clients, api_key),
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=(work / f"client{i}.log").open("wb"),
@@ -171,25 +189,36 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--out", type=Path, default=None, help="result file")
+    parser.add_argument(
+        "--server-url", default=None, help="load this running server (loopback) instead"
+    )
+    parser.add_argument("--api-key", default=API_KEY, help="that server's key")
     args = parser.parse_args()
+    if args.server_url is not None and not loopback(args.server_url):
+        parser.error("--server-url: load tests target 127.0.0.1 / localhost only")
     env = {**os.environ, "VLLM_LOGGING_LEVEL": "WARNING"}
     env.pop("OPENAI_API_KEY", None)
-    with tempfile.TemporaryDirectory(prefix="vlmcap-load-") as tmp:
+    started_s: float | None = None
+    with tempfile.TemporaryDirectory(prefix="vlmcap-load-") as tmp, ExitStack() as stack:
         work = Path(tmp)
-        with served(work, env) as server:
-            figures = load(
-                work,
-                env,
-                server.url,
-                requests=args.requests,
-                clients=args.clients,
-                concurrency=args.concurrency,
-            )
+        url = args.server_url
+        if url is None:
+            server = stack.enter_context(served(work, env))
+            url, started_s = server.url, server.started_s
+        figures = load(
+            work,
+            env,
+            url,
+            requests=args.requests,
+            clients=args.clients,
+            concurrency=args.concurrency,
+            api_key=args.api_key,
+        )
     result = {
         "machine": machine_info(),
         "command": " ".join(["bench/server_load.py", *sys.argv[1:]]),
-        "model": MODEL,
-        "server_start_s": round(server.started_s, 1),
+        "model": MODEL if args.server_url is None else "the server's",
+        "server_start_s": None if started_s is None else round(started_s, 1),
         **figures,
     }
     path = write_result("server_load", result, args.out)

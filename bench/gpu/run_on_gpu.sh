@@ -8,6 +8,7 @@
 #   bench/gpu/run_on_gpu.sh engine_loop            # -> $RESULTS/engine_loop_h100.json
 #   bench/gpu/run_on_gpu.sh pipeline               # -> $RESULTS/pipeline_h100.json
 #   bench/gpu/run_on_gpu.sh breakdown              # -> $RESULTS/gpu_breakdown_h200.json
+#   STAGE2=off bench/gpu/run_on_gpu.sh loop256     # -> $RESULTS/gpu_engine_loop_stage2_off.json
 #   bench/gpu/run_on_gpu.sh all .gpu-bundle/p*     # everything in one go
 #
 # Environment: GPU_WORK (default /tmp/vlmcap-gpu: site packages, model folder, clips, logs),
@@ -66,13 +67,28 @@ breakdown() {
     --pause 1.5 --out "$RESULTS/gpu_breakdown_h200.json") 2>&1 | tee "$G/logs/gpu_breakdown.log"
 }
 
+# the workload at cap 256 (192 requests, 32-160 output tokens, 448-672 px pictures and
+# 8-frame 448x448 clips): generate, vlmcap in-flight (requests built on threads and on the
+# loop's own thread) and AsyncLLM; STAGE2=off or on (on: 128 requests)
+loop256() {
+  local stage2=${STAGE2:-off} n=192
+  [ "$stage2" = on ] && n=128
+  local deadline=$((CALL_START + CALL_LIMIT_S - 30))
+  (cd bench && $PY engine_loop.py "${MODEL_ARGS[@]}" --engine-arg gpu_memory_utilization=0.42 \
+    --requests "$n" --repeats "${LOOP_REPEATS:-3}" --caps 256 --max-tokens 32-160 \
+    --image-sides 448,560,672 --video-frames 8 --video-side 448 --stage2 "$stage2" \
+    --contenders "${CONTENDERS:-abef}" --warmup first --pause 0.5 --lenient \
+    --deadline "$deadline" --out "$RESULTS/gpu_engine_loop_stage2_$stage2.json") 2>&1 |
+    tee "$G/logs/loop256.log"
+}
+
 pipeline() {
   (cd bench && $PY pipeline.py "${MODEL_ARGS[@]}" "${CLIP_ARGS[@]}" --gen-procs "$(nproc)" \
     --repeats 3 --workers 8 --predecode-threads 8 --max-output-tokens 64 --pause 0.5 \
     --out "$RESULTS/pipeline_h100.json") 2>&1 | tee "$G/logs/pipeline.log"
 }
 
-cmd=${1:?usage: run_on_gpu.sh stage PART | prep | engine_loop | pipeline | breakdown | all PART...}
+cmd=${1:?usage: run_on_gpu.sh stage PART | prep | engine_loop | pipeline | breakdown | loop256 | all PART...}
 shift
 case $cmd in
   stage) for p in "$@"; do stage "$p"; done ;;
@@ -80,6 +96,7 @@ case $cmd in
   engine_loop) engine_loop ;;
   pipeline) pipeline ;;
   breakdown) breakdown ;;
+  loop256) loop256 ;;
   all)
     for p in "$@"; do stage "$p"; done
     prep
