@@ -1,7 +1,9 @@
 """``vlmcap caption`` killed with SIGKILL mid-run, then resumed: no gaps, no duplicates.
 
-The whole process group (the CLI and vLLM's engine process) is killed, as a scheduler kills a
-job; the next run must take over the dead job's lock and finish exactly the missing items.
+The first kill takes the CLI alone (the OOM killer): its child guard must stop vLLM's engine
+processes within seconds. The second kills the whole process group (the CLI and vLLM's engine
+processes), as a scheduler kills a job. Each next run must take over the dead job's lock and
+finish exactly the missing items.
 """
 
 from __future__ import annotations
@@ -15,8 +17,16 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
+from tests.runtime.procs import kill_all, snapshot, survivors
 from vlmcap.media.inputs import discover
+from vlmcap.runtime import processes
 from vlmcap.tiny.synthetic import make_dataset
+
+#: Seconds within which the engine of a killed CLI must be gone (the guard's SIGTERM grace is
+#: 5 s; then SIGKILL).
+ENGINE_GONE_S = 20.0
 
 
 def complete_lines(path: Path) -> list[dict]:
@@ -37,6 +47,19 @@ def start(src: Path, config: Path, out: Path, env: dict[str, str]) -> subprocess
         stderr=subprocess.PIPE,
         start_new_session=True,  # its own process group: killed together like a batch job
     )
+
+
+def kill_the_cli_alone(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the CLI only, as the OOM killer takes it: its child guard must stop the engine
+    core and its workers within ``ENGINE_GONE_S``."""
+    seen: dict[int, psutil.Process] = {}
+    snapshot(psutil.Process(proc.pid), seen)
+    assert any(processes.is_vllm(p) for p in seen.values()), "no engine process seen"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    left = survivors(seen, ENGINE_GONE_S)
+    kill_all(seen)
+    assert not left, [processes.describe(p) for p in left]
 
 
 def test_killed_runs_resume_without_gaps_or_duplicates(tmp_path, tiny_model_path, cache_dir):
@@ -64,7 +87,10 @@ def test_killed_runs_resume_without_gaps_or_duplicates(tmp_path, tiny_model_path
             time.sleep(0.05)
         time.sleep(rng.uniform(0, 0.5))  # a random instant after the target
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+            if kills == 0:
+                kill_the_cli_alone(proc)
+            else:
+                os.killpg(proc.pid, signal.SIGKILL)  # the whole job, as a scheduler kills it
             kills += 1
         proc.wait(timeout=60)
         # valid files after the kill: complete lines parse; the map holds only written rows

@@ -1,11 +1,13 @@
 """How an offline ``vlmcap caption`` ends, against its real vLLM engine processes.
 
-- SIGKILL of the CLI after its engine started (a SLURM time limit, the OOM killer): the child
-  guard stops the engine core and its workers within seconds;
 - SIGTERM mid-run: exit status 143, intact records, lock released, no process left;
-- a normal end: the engine is shut down explicitly, without vLLM's shutdown warnings.
+- a normal end (the rerun that resumes it): the engine is shut down explicitly, without vLLM's
+  shutdown warnings.
 
-Each test starts one engine (about 45 s on a 2-core CPU machine).
+SIGKILL of the CLI alone after its engine started (a SLURM time limit, the OOM killer), where
+the child guard must stop the engine core and its workers within seconds, is the first kill of
+``tests/pipeline/test_kill_resume.py``. Each run starts one engine (about 45 s on a 2-core CPU
+machine).
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class Run:
         self.records = out / "records.jsonl"
         self.logs = out / "logs"
         self.lock = out / ".vlmcap.lock"
+        self._earlier_logs = set(self.logs.glob("*.log"))  # an earlier run's, in the same folder
 
     def look(self) -> None:
         if self.proc.poll() is None:
@@ -100,7 +103,7 @@ class Run:
         """What the run printed, then its run logs (vLLM's and the child guard's lines)."""
         self._log_file.flush()
         text = self.log.read_text(encoding="utf-8", errors="replace")
-        for path in sorted(self.logs.glob("*.log")):
+        for path in sorted(set(self.logs.glob("*.log")) - self._earlier_logs):
             text += path.read_text(encoding="utf-8", errors="replace")
         return text
 
@@ -112,31 +115,11 @@ class Run:
         self._log_file.close()
 
 
-def start(tmp_path: Path, src: Path, model: Path, cache: Path) -> Run:
-    return Run(src, tmp_path / "out", model, cache, tmp_path / "run.log")
+def start(tmp_path: Path, src: Path, model: Path, cache: Path, name: str = "run") -> Run:
+    return Run(src, tmp_path / "out", model, cache, tmp_path / f"{name}.log")
 
 
-def test_sigkill_after_the_engine_started_leaves_no_process(
-    tmp_path: Path, images: Path, tiny_model_path: Path, cache_dir: Path
-) -> None:
-    run = start(tmp_path, images, tiny_model_path, cache_dir)
-    try:
-        run.wait_until(lambda: run.has("VLLM::EngineCore") and run.has("VLLM::Worker"), "engine")
-        engine = [p for p in run.seen.values() if processes.is_vllm(p)]
-        assert len(engine) >= 2 and all(processes.alive(p) for p in engine)
-        os.kill(run.proc.pid, signal.SIGKILL)
-        run.proc.wait()
-        start_s = time.monotonic()
-        left = survivors(run.seen, GONE_WITHIN_S)
-        took = time.monotonic() - start_s
-        assert not left, [processes.describe(p) for p in left]
-        assert "ended without stopping" in run.output()
-        print(f"{len(run.seen)} processes gone {took:.1f} s after the SIGKILL")
-    finally:
-        run.cleanup()
-
-
-def test_sigterm_mid_run_ends_cleanly_with_status_143(
+def test_sigterm_mid_run_ends_with_143_and_the_rerun_ends_quietly(
     tmp_path: Path, images: Path, tiny_model_path: Path, cache_dir: Path
 ) -> None:
     run = start(tmp_path, images, tiny_model_path, cache_dir)
@@ -159,20 +142,18 @@ def test_sigterm_mid_run_ends_cleanly_with_status_143(
     finally:
         run.cleanup()
 
-
-def test_a_normal_run_ends_without_shutdown_warnings(
-    tmp_path: Path, images: Path, tiny_model_path: Path, cache_dir: Path
-) -> None:
-    run = start(tmp_path, images, tiny_model_path, cache_dir)
+    rerun = start(tmp_path, images, tiny_model_path, cache_dir, name="rerun")
     try:
-        assert run.wait_exit() == 0, run.output()[-3000:]
-        out = run.output()
+        assert rerun.wait_exit() == 0, rerun.output()[-3000:]
+        out = rerun.output()
         assert QUIET_END_MARK in out  # the engine was shut down explicitly...
         noisy = [line for line in out.splitlines() if SHUTDOWN_MARK in line and "WARNING" in line]
         assert not noisy, noisy  # ...and quietly
         assert "exited unexpectedly" not in out
         assert "vlmcap guard" not in out
-        assert len(run.rows()) == N_IMAGES
-        assert not survivors(run.seen, GONE_WITHIN_S)
+        rows = rerun.rows()
+        assert sorted(r["key"] for r in rows) == sorted({r["key"] for r in rows})
+        assert len(rows) == N_IMAGES
+        assert not survivors(rerun.seen, GONE_WITHIN_S)
     finally:
-        run.cleanup()
+        rerun.cleanup()
