@@ -76,6 +76,9 @@ def iter_records(
         return
     hooks = step_hooks(config, llm)
     threads = prepare_threads(config, cache_on=engine_mm_cache(llm.llm_engine))
+    logger.info(
+        "requests built %s", f"on {threads} thread(s)" if threads else "on the loop's thread"
+    )
 
     def transport_of(engine: LLM) -> EngineTransport:
         return EngineTransport(
