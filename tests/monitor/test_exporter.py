@@ -42,7 +42,9 @@ def test_metrics_scraped_during_and_after_a_run(engine, tiny_model_path):
     try:
         scraper.start()
         slow = stalling(plugin, 2)
-        records = list(iter_records(images(3), llm, slow, engine_config(tiny_model_path), stats))
+        # built on the loop's thread: the stall holds the loop with exactly one request inside
+        config = engine_config(tiny_model_path, prepare_threads=0)
+        records = list(iter_records(images(3), llm, slow, config, stats))
         scraper.join()
         after = scrape(endpoint.url)
     finally:

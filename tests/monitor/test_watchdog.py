@@ -53,19 +53,30 @@ def images(n: int) -> list[Item]:
     return [Item(f"img{i}", Image.new("RGB", (56, 56), (40 * i, 90, 200))) for i in range(n)]
 
 
-def test_a_stalled_request_is_reported_once_with_stacks(engine, tiny_model_path, caplog):
+@pytest.mark.parametrize(
+    ("threads", "stall_on", "inside"),
+    [
+        (0, 2, "1 request inside"),  # the loop's thread stuck building img1, img0 inside
+        (1, 1, "3 requests inside"),  # a building thread stuck on img0, the others behind it
+    ],
+    ids=["on-the-loop-s-thread", "on-a-building-thread"],
+)
+def test_a_stalled_request_is_reported_once_with_stacks(
+    engine, tiny_model_path, caplog, threads, stall_on, inside
+):
     plugin, llm = engine
     stats = LoopStats()
     watchdog = HangWatchdog(stats.progress, HANG_TIMEOUT_S)
+    config = engine_config(tiny_model_path, prepare_threads=threads)
     with caplog.at_level(logging.WARNING, logger="vlmcap.monitor.watchdog"), watchdog:
-        slow = stalling(plugin, 2)
-        records = list(iter_records(images(3), llm, slow, engine_config(tiny_model_path), stats))
+        slow = stalling(plugin, stall_on)
+        records = list(iter_records(images(3), llm, slow, config, stats))
     assert [r.status for r in records] == [Status.OK] * 3  # warn: the run carries on
     assert watchdog.fired == 1
     (report,) = [r.message for r in caplog.records if r.message.startswith("HANG:")]
-    assert "1 request inside" in report
+    assert inside in report
     assert "img0 stage1 for" in report  # the oldest request inside, named
-    assert "in engine_inputs" in report  # the main thread's stack shows where it is stuck
+    assert "in engine_inputs" in report  # the stuck thread's stack shows where it is stuck
     assert "Current thread" in report  # faulthandler's stacks, the watchdog's own among them
     assert "engine processes:" in report
 
