@@ -53,6 +53,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any, cast
 
 from common import Sample, machine_info, ratio, run_alternating, summarize, write_result
@@ -116,6 +117,10 @@ IMAGE_SIDES = (56, 84, 112, 168, 224, 320, 448)
 VIDEO_FRAMES = (4, 6, 8)
 VIDEO_SIDE = 112
 MAX_TOKENS = (8, 48)
+#: Share of the requests that are clips (the rest are pictures).
+VIDEO_SHARE = 1 / 3
+#: The share is read as the nearest fraction with at most this denominator (1/3 stays 1/3).
+SHARE_DENOMINATOR = 1000
 
 
 def make_items(
@@ -126,11 +131,13 @@ def make_items(
     video_frames: tuple[int, ...] = VIDEO_FRAMES,
     video_side: int = VIDEO_SIDE,
     max_tokens_range: tuple[int, int] = MAX_TOKENS,
+    video_share: float = VIDEO_SHARE,
 ) -> tuple[list[Item], dict[str, Any]]:
-    """Seeded mix: 2/3 images of varied sizes (width and height each one of ``sides``), 1/3
-    videos (``video_frames`` frames of ``video_side`` squared; default 4-8 frames at 112x112),
-    each with its own ``max_tokens`` in ``max_tokens_range`` (default 8..48) so requests finish
-    at different steps."""
+    """Seeded mix: images of varied sizes (width and height each one of ``sides``) and, spread
+    evenly among them, ``video_share`` of videos (``video_frames`` frames of ``video_side``
+    squared; default a third, of 4-8 frames at 112x112), each with its own ``max_tokens`` in
+    ``max_tokens_range`` (default 8..48) so requests finish at different steps. Share 1 is the
+    caption-shaped workload: clips only."""
     import numpy as np
     from PIL import Image
 
@@ -139,10 +146,12 @@ def make_items(
     rng = random.Random(seed)
     nprng = np.random.default_rng(seed)
     side = video_side
+    share = Fraction(video_share).limit_denominator(SHARE_DENOMINATOR)
     items: list[Item] = []
     for i in range(n):
         max_tokens = rng.randint(*max_tokens_range)
-        if i % 3 == 2:
+        # request i is a clip when the running count of clips steps up at i
+        if int((i + 1) * share) > int(i * share):
             frames = rng.choice(video_frames)
             # uint8 (T, H, W, 3), the form vlmcap's video decoder gives the plugins
             media: Any = nprng.integers(0, 256, (frames, side, side, 3), dtype=np.uint8)
@@ -160,6 +169,7 @@ def make_items(
         "seed": seed,
         "images": n - len(videos),
         "videos": len(videos),
+        "video_share": video_share,
         "image_sides_px": list(sides),
         "video": f"{'/'.join(map(str, video_frames))} frames of {side}x{side} random noise "
         "(uint8, as decoded) at fps 2.0",
@@ -500,6 +510,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--video-side", type=int, default=VIDEO_SIDE, help="video frame side in px")
     p.add_argument(
+        "--video-share",
+        type=float,
+        default=VIDEO_SHARE,
+        help="share of the requests that are clips (1: the caption-shaped workload) [1/3]",
+    )
+    p.add_argument(
         "--max-tokens",
         default=f"{MAX_TOKENS[0]}-{MAX_TOKENS[1]}",
         help="per-request max_tokens range LO-HI",
@@ -540,6 +556,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = set(args.contenders) - set(CONTENDERS)
     if unknown:
         p.error(f"--contenders: unknown {''.join(sorted(unknown))}")
+    if not 0 <= args.video_share <= 1:
+        p.error(f"--video-share must be within 0..1, got {args.video_share}")
     args.stage2 = [{"off": False, "on": True}[v.strip()] for v in args.stage2.split(",")]
     if args.requests is None:
         args.requests = 24 if args.quick else 96
@@ -678,6 +696,7 @@ def main(argv: list[str] | None = None) -> None:
         video_frames=args.video_frames,
         video_side=args.video_side,
         max_tokens_range=args.max_tokens,
+        video_share=args.video_share,
     )
     t0 = time.perf_counter()
     plugin, llm = load_engine(config)

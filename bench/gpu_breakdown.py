@@ -49,7 +49,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,6 +71,10 @@ logger = logging.getLogger("bench.gpu_breakdown")
 #: device-to-device copy counting bytes read and written), used only by the floor estimate.
 H200_BF16_FLOPS = 788e12
 H200_COPY_BYTES_PER_S = 4.3e12
+#: The profiled run's media: seeds past the timed runs' (fresh inputs, no cache carries over).
+PROFILE_SEED_OFFSET = 10_000
+#: Operators the profile's summary keeps.
+PROFILE_TOP = 25
 
 
 # ---- one run ----------------------------------------------------------------------------------
@@ -608,6 +612,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--image-sides", default="448,560,672")
     p.add_argument("--video-frames", default="8")
     p.add_argument("--video-side", type=int, default=448)
+    p.add_argument(
+        "--video-share", type=float, default=1 / 3, help="share of clips (1: caption-shaped)"
+    )
     p.add_argument("--max-tokens", default="32-160", help="per-request max_tokens LO-HI")
     p.add_argument("--nvml-period", type=float, default=0.1, help="seconds between samples")
     p.add_argument("--bin", type=float, default=0.5, help="timeline bin in seconds")
@@ -626,6 +633,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="comma-separated request-building thread counts to compare side by side (auto: "
         "vlmcap's choice; the first is the baseline of the ratios)",
     )
+    p.add_argument(
+        "--profile",
+        default=None,
+        metavar="DIR",
+        help="after the timed runs, one more run (the last variant) under vLLM's torch profiler "
+        "(vlmcap's --profile): its traces go to DIR, their summary (top operators, the GPU's "
+        "busy and idle time over the profiled steps) to the result's 'profile'",
+    )
+    p.add_argument("--profile-steps", type=int, default=30, help="engine steps to profile [30]")
     p.add_argument("--out", default=str(RESULTS_DIR / "gpu_breakdown_h200.json"))
     args = p.parse_args(argv)
     args.prepare_threads = [c.strip() for c in args.prepare_threads.split(",") if c.strip()]
@@ -746,7 +762,9 @@ def variant_configs(args: argparse.Namespace, config: VLMConfig) -> dict[str, VL
     out: dict[str, VLMConfig] = {}
     for value in args.prepare_threads:
         threads = None if value == "auto" else int(value)
-        variant = config.model_copy(update={"prepare_threads": threads})
+        # the timed runs are never profiled (an engine started with the profiler configured
+        # costs nothing until a profile starts)
+        variant = config.model_copy(update={"prepare_threads": threads, "profile": None})
         out[f"prepare_threads={value} ({prepare_threads(variant)})"] = variant
     return out
 
@@ -770,6 +788,7 @@ def run_all(
         "video_frames": args.video_frames,
         "video_side": args.video_side,
         "max_tokens_range": args.max_tokens,
+        "video_share": args.video_share,
     }
     variants = variant_configs(args, config)
     names = list(variants)
@@ -819,6 +838,56 @@ def run_all(
         clock.unwrap()
 
 
+def profiled_run(
+    args: argparse.Namespace, llm: LLM, plugin: VLMPlugin, config: VLMConfig
+) -> dict[str, Any]:
+    """One more run of the workload's shape (fresh media) with vlmcap's ``--profile`` on, as the
+    last variant; what its traces say (``vlmcap.debug.profile_summary``)."""
+    from vlmcap.debug.profile_summary import summarise
+    from vlmcap.engine import iter_records
+
+    name, variant = list(variant_configs(args, config).items())[-1]
+    variant = variant.model_copy(update={"profile": config.profile})
+    items, _ = make_items(
+        args.requests, args.seed + PROFILE_SEED_OFFSET, sides=args.image_sides,
+        video_frames=args.video_frames, video_side=args.video_side,
+        max_tokens_range=args.max_tokens, video_share=args.video_share,
+    )  # fmt: skip
+    time.sleep(args.pause)
+    t0 = time.perf_counter()
+    from vlmcap.core.stats import LoopStats
+    from vlmcap.records import Status
+
+    records = list(iter_records(items, llm, plugin, variant, LoopStats()))
+    wall = time.perf_counter() - t0
+    summary = summarise(args.profile, n=PROFILE_TOP)
+    print(summary.table(), flush=True)
+    return {
+        "variant": name,
+        "wall_s": _r(wall),
+        "ok": sum(r.status == Status.OK for r in records),
+        "directory": str(summary.directory),
+        "traces": [p.name for p in summary.traces],
+        "trace_errors": list(summary.errors),
+        "steps": summary.steps,
+        "top_operators": [
+            {**asdict(op), "self_ms": _r(op.self_ms, 3), "total_ms": _r(op.total_ms, 3)}
+            for op in summary.ops
+        ],
+        "device": [
+            {
+                **asdict(d),
+                "busy_share": _r(d.share(d.busy_us)),
+                "idle_in_steps_share": _r(d.share(d.idle_in_steps_us)),
+                "idle_between_steps_share": _r(d.share(d.idle_between_steps_us)),
+            }
+            for d in summary.device
+        ],
+        "note": "the profiled run is slower than the timed ones (the profiler's own cost); "
+        "it says where the GPU idles, not how fast the loop is",
+    }
+
+
 def ratio_of(timed: list[dict[str, Any]], base: list[dict[str, Any]]) -> dict[str, Any]:
     """Items/s of one variant over the first, per repeat (the same repeat's runs side by
     side) and the median of those."""
@@ -851,6 +920,10 @@ def main(argv: list[str] | None = None) -> None:
     config = config.model_copy(
         update={"inflight_batching": True, "max_inflight": args.cap, "stage2": False}
     )
+    if args.profile:
+        config = config.model_copy(
+            update={"profile": Path(args.profile).absolute(), "profile_steps": args.profile_steps}
+        )
     sampler = NvmlSampler(args.nvml_period)
     result = header(args, config, sampler)
     llm = None
@@ -868,6 +941,8 @@ def main(argv: list[str] | None = None) -> None:
         }
         result["startup_s"] = _r(startup_s, 2)
         run_all(args, llm, plugin, config, sampler=sampler, result=result)
+        if args.profile:
+            result["profile"] = profiled_run(args, llm, plugin, config)
     except BaseException as exc:
         result["error"] = repr(exc)
         raise

@@ -9,6 +9,9 @@
 #   bench/gpu/run_on_gpu.sh pipeline               # -> $RESULTS/pipeline_h100.json
 #   bench/gpu/run_on_gpu.sh breakdown              # -> $RESULTS/gpu_breakdown_h200.json
 #   STAGE2=off bench/gpu/run_on_gpu.sh loop256     # -> $RESULTS/gpu_engine_loop_stage2_off.json
+#   bench/gpu/run_on_gpu.sh caption_loop           # -> $RESULTS/gpu_engine_loop_caption.json
+#   bench/gpu/run_on_gpu.sh caption_breakdown      # -> $RESULTS/gpu_breakdown_caption_h200.json
+#   bench/gpu/run_on_gpu.sh serve                  # -> $RESULTS/gpu_client_h200.json
 #   bench/gpu/run_on_gpu.sh all .gpu-bundle/p*     # everything in one go
 #
 # Environment: GPU_WORK (default /tmp/vlmcap-gpu: site packages, model folder, clips, logs),
@@ -82,13 +85,49 @@ loop256() {
     tee "$G/logs/loop256.log"
 }
 
+# the caption-shaped workload: clips only, 8, 12 or 16 frames of 448x448, 256 output tokens each
+CAPTION_ARGS=(--video-share 1 --video-frames 8,12,16 --video-side 448 --max-tokens 256-256)
+
+# the engine loop on it at cap 256, stage 2 off: generate, in-flight (threads / loop's thread),
+# AsyncLLM
+caption_loop() {
+  local deadline=$((CALL_START + CALL_LIMIT_S - 30))
+  (cd bench && $PY engine_loop.py "${MODEL_ARGS[@]}" --engine-arg gpu_memory_utilization=0.42 \
+    --requests "${CAPTION_REQUESTS:-128}" --repeats 3 --caps 256 "${CAPTION_ARGS[@]}" \
+    --stage2 off --contenders "${CONTENDERS:-abef}" --warmup first --pause 0.5 --lenient \
+    --deadline "$deadline" --out "$RESULTS/gpu_engine_loop_caption.json") 2>&1 |
+    tee "$G/logs/caption_loop.log"
+}
+
+# where the time goes on it (requests built on threads, vlmcap's default), clips per second and
+# the floor estimate, then one run under vLLM's profiler: the GPU's busy and idle time
+caption_breakdown() {
+  [ -f "$MODEL/config.json" ] || $PY bench/gpu/make_qwen25vl_7b_folder.py "$MODEL"
+  (cd bench && $PY gpu_breakdown.py "${MODEL_ARGS[@]}" --engine-arg gpu_memory_utilization=0.42 \
+    --requests "${CAPTION_REQUESTS:-128}" --cap 256 "${CAPTION_ARGS[@]}" --warmups 1 \
+    --repeats 3 --prepare-threads auto --nvml-period 0.1 --pause 1.5 --profile "$G/profile" \
+    --profile-steps "${PROFILE_STEPS:-40}" --out "$RESULTS/gpu_breakdown_caption_h200.json") 2>&1 |
+    tee "$G/logs/caption_breakdown.log"
+}
+
+# server mode: vlmcap serve's engine and the offline one side by side on the GPU (0.42 of its
+# memory each), the caption pipeline from files at client concurrencies 1, 16, 64 and 128
+# vs offline on the same items (images 640x480, clips 4 s of 640x360 at 30 fps)
+serve() {
+  (cd bench && $PY client.py "${MODEL_ARGS[@]}" --engine-arg gpu_memory_utilization=0.42 \
+    --items "${SERVE_ITEMS:-96}" --videos 0.33 --repeats 3 --concurrency ${SERVE_CONCURRENCY:-1 16 64 128} \
+    --image-size 640x480 --video-size 640x360 --seconds 4 --fps 30 --max-output-tokens 64 \
+    --workers 8 --offline-target 0.9 --out "$RESULTS/gpu_client_h200.json") 2>&1 |
+    tee "$G/logs/serve.log"
+}
+
 pipeline() {
   (cd bench && $PY pipeline.py "${MODEL_ARGS[@]}" "${CLIP_ARGS[@]}" --gen-procs "$(nproc)" \
     --repeats 3 --workers 8 --predecode-threads 8 --max-output-tokens 64 --pause 0.5 \
     --out "$RESULTS/pipeline_h100.json") 2>&1 | tee "$G/logs/pipeline.log"
 }
 
-cmd=${1:?usage: run_on_gpu.sh stage PART | prep | engine_loop | pipeline | breakdown | loop256 | all PART...}
+cmd=${1:?usage: run_on_gpu.sh stage PART | prep | engine_loop | pipeline | breakdown | loop256 | caption_loop | caption_breakdown | serve | all PART...}
 shift
 case $cmd in
   stage) for p in "$@"; do stage "$p"; done ;;
@@ -97,6 +136,9 @@ case $cmd in
   pipeline) pipeline ;;
   breakdown) breakdown ;;
   loop256) loop256 ;;
+  caption_loop) caption_loop ;;
+  caption_breakdown) caption_breakdown ;;
+  serve) serve ;;
   all)
     for p in "$@"; do stage "$p"; done
     prep

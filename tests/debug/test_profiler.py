@@ -23,6 +23,7 @@ from vlmcap.config import VLMConfig
 from vlmcap.core import Lifecycle
 from vlmcap.core.loop import drive
 from vlmcap.core.progress import Progress
+from vlmcap.debug.profile_summary import summarise
 from vlmcap.debug.profiler import EngineProfiler
 from vlmcap.debug.server_profiler import ServerProfiler
 from vlmcap.debug.steps import close_hooks, step_hooks
@@ -33,7 +34,6 @@ from vlmcap.debug.traces import (
     format_operators,
     load_trace,
     profiled_steps,
-    summarise,
     top_operators,
 )
 from vlmcap.engine.transport import EngineTransport, StepInfo
@@ -107,6 +107,7 @@ def test_offline_profile_records_exactly_the_asked_steps(
         events = load_trace(path)["traceEvents"]
         assert events and path.name.endswith(".pt.trace.json.gz")
     assert profiled_steps(traces) == STEPS == profiler.summary.steps  # vLLM's step annotations
+    assert profiler.summary.device == ()  # a CPU engine's traces hold no device work
 
     ops = profiler.summary.ops
     assert 0 < len(ops) <= 15

@@ -17,7 +17,7 @@ Through a server, ``vlmcap.debug.server_profiler.ServerProfiler`` drives the sam
 over ``POST /start_profile`` and ``POST /stop_profile``.
 
 Either way the traces are Chrome/Perfetto JSON (``traceEvents``, gzipped by default), read and
-summarised by ``vlmcap.debug.traces``.
+summarised by ``vlmcap.debug.profile_summary``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vlmcap.debug.traces import DEFAULT_TOP, ProfileSummary, find_traces, log_summary, summarise
+from vlmcap.debug.profile_summary import ProfileSummary, log_summary, summarise
+from vlmcap.debug.traces import DEFAULT_TOP, find_traces
 
 if TYPE_CHECKING:
     from vllm import LLM

@@ -25,8 +25,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from vlmcap.debug.profile_summary import ProfileSummary, log_summary, summarise
 from vlmcap.debug.profiler import new_prefix, profile_dir
-from vlmcap.debug.traces import DEFAULT_TOP, ProfileSummary, find_traces, log_summary, summarise
+from vlmcap.debug.traces import DEFAULT_TOP, find_traces
 
 if TYPE_CHECKING:
     from vlmcap.config import VLMConfig

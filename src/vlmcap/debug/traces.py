@@ -1,23 +1,20 @@
 """What torch profiler traces say: find a session's Chrome/Perfetto traces, load them, and
 aggregate their events by name (calls, total and self time) into the top-operators table.
 
-Usable alone on any folder of traces (``summarise(DIR, prefix)``); ``vlmcap.debug.profiler``
-and ``vlmcap.debug.server_profiler`` call it once a profile has stopped.
+``vlmcap.debug.profile_summary`` puts these figures together for one profiling session, with
+the device's busy time (``vlmcap.debug.device_time``).
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-import logging
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-logger = logging.getLogger(__name__)
 
 #: Operators the summary lists by default.
 DEFAULT_TOP = 15
@@ -149,9 +146,22 @@ def top_operators(
     """The ``n`` operators (all with None) of the traces with the most self time (``by="total"``:
     total time), aggregated by name over every file: calls, total and self time. CPU ops, and
     device kernels and copies where the traces have them; step annotations are left out."""
+    return operators_in((trace_events(p) for p in trace_paths), n, categories=categories, by=by)
+
+
+def operators_in(
+    traces: Iterable[list[dict[str, Any]]],
+    n: int | None = DEFAULT_TOP,
+    *,
+    categories: frozenset[str] = OP_CATEGORIES,
+    by: str = "self",
+) -> list[OpStat]:
+    """``top_operators`` of traces already loaded (each a list of events)."""
+    if by not in ("self", "total"):
+        raise ValueError(f"sort by 'self' or 'total', not {by!r}")
     totals: dict[tuple[str, str], list[float]] = {}
-    for path in trace_paths:
-        for spans in _spans(trace_events(path)).values():
+    for events in traces:
+        for spans in _spans(events).values():
             _nest(spans)
             for span in spans:
                 if span.category not in categories:
@@ -162,22 +172,22 @@ def top_operators(
                 entry[1] += dur
                 entry[2] += max(0.0, dur - span.children_us)
     stats = [OpStat(name, cat, int(c), t, s) for (name, cat), (c, t, s) in totals.items()]
-    if by not in ("self", "total"):
-        raise ValueError(f"sort by 'self' or 'total', not {by!r}")
     stats.sort(key=lambda s: (s.self_us if by == "self" else s.total_us, s.calls), reverse=True)
     return stats if n is None else stats[:n]
 
 
-def profiled_steps(trace_paths: Iterable[str | os.PathLike[str]]) -> int:
-    """Engine steps the traces hold: vLLM's worker annotates each one ``execute_...``."""
-    return sum(
-        1
-        for path in trace_paths
-        for event in trace_events(path)
-        if event.get("ph") == "X"
+def is_step(event: dict[str, Any]) -> bool:
+    """One of vLLM's step annotations (a complete event)."""
+    return (
+        event.get("ph") == "X"
         and event.get("cat") == STEP_CATEGORY
         and str(event.get("name", "")).startswith(STEP_NAME_PREFIX)
     )
+
+
+def profiled_steps(trace_paths: Iterable[str | os.PathLike[str]]) -> int:
+    """Engine steps the traces hold: vLLM's worker annotates each one ``execute_...``."""
+    return sum(1 for path in trace_paths for event in trace_events(path) if is_step(event))
 
 
 def format_operators(ops: Sequence[OpStat], title: str = "") -> str:
@@ -194,51 +204,3 @@ def format_operators(ops: Sequence[OpStat], title: str = "") -> str:
             f"{op.total_ms:>10.3f} {PERCENT * op.self_us / all_self:>6.1f}%"
         )
     return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class ProfileSummary:
-    """What one profiling session left: its traces, the steps they hold, the top operators."""
-
-    directory: Path
-    traces: tuple[Path, ...]
-    steps: int
-    ops: tuple[OpStat, ...]
-    errors: tuple[str, ...] = ()  # traces that did not load
-
-    def table(self) -> str:
-        names = ", ".join(p.name for p in self.traces)
-        title = (
-            f"top {len(self.ops)} operators by self time over {self.steps} profiled engine "
-            f"steps ({names} in {self.directory}):"
-        )
-        return format_operators(self.ops, title)
-
-
-def summarise(
-    directory: str | os.PathLike[str], prefix: str | None = None, n: int = DEFAULT_TOP
-) -> ProfileSummary:
-    """The traces in ``directory`` named ``prefix...``: loaded, counted and summarised; a trace
-    that does not load is named in ``errors`` (and left out) rather than raised."""
-    folder = Path(directory)
-    good: list[Path] = []
-    errors: list[str] = []
-    for path in find_traces(folder, prefix):
-        try:
-            load_trace(path)
-        except (TraceError, OSError) as exc:
-            errors.append(str(exc))
-            continue
-        good.append(path)
-    ops = top_operators(good, n) if good else []
-    steps = profiled_steps(good) if good else 0
-    return ProfileSummary(folder, tuple(good), steps, tuple(ops), tuple(errors))
-
-
-def log_summary(summary: ProfileSummary) -> None:
-    for error in summary.errors:
-        logger.warning("profile: %s", error)
-    if not summary.traces:
-        logger.warning("profile: no trace in %s", summary.directory)
-        return
-    logger.info("%s", summary.table())
