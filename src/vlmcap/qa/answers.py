@@ -70,26 +70,34 @@ Letters and articles
 
 Case-insensitive throughout, except where case is the only thing telling a letter from a word
 (a bare uppercase letter in "A or B" and "B is correct").
+
+This module holds the rules; what is read and how letters and option texts are found in it
+are in ``vlmcap.qa.answer_text``.
 """
 
 from __future__ import annotations
 
 import bisect
 import enum
-import functools
 import itertools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from vlmcap.qa.answer_text import (
+    ALPHABET,
+    Choices,
+    Options,
+    Token,
+    blank,
+    chain,
+    normalize_choices,
+    options_of,
+    read_token,
+    reading,
+)
+
 __all__ = ["ALPHABET", "Choices", "Extraction", "Method", "extract_choice", "normalize_choices"]
-
-#: Letters an option can have, in order; ``choices=None`` accepts all of them.
-ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-#: What ``extract_choice`` takes as the options: letter -> text, texts lettered A, B, ...,
-#: a string of letters (``"ABCD"``: those letters, no texts) or ``None`` (any letter).
-Choices = Mapping[str, str] | Sequence[str] | None
 
 
 class Method(enum.StrEnum):
@@ -125,220 +133,6 @@ class Extraction:
         return self.letter is not None
 
 
-# -- what is read ----------------------------------------------------------------------------
-
-_THINK_TAG = re.compile(r"<(?P<close>/?)think>", re.IGNORECASE)
-_ANSWER_OPEN = re.compile(r"<answer>", re.IGNORECASE)
-_ANSWER_CLOSE = re.compile(r"</answer>", re.IGNORECASE)
-_ANSWER_TAG = re.compile(r"</?answer>", re.IGNORECASE)
-#: Markdown emphasis, code marks and inline-math dollars: decoration, read as spaces.
-_DECORATION = re.compile(r"[*`$]")
-
-
-def _blank(match: re.Match[str]) -> str:
-    return " " * len(match.group())
-
-
-def _reading(text: str) -> tuple[str, int, int]:
-    """``text`` with reasoning and decoration blanked (same length, so offsets stay valid)
-    and the bounds of the part that is read."""
-    reasoning: list[tuple[int, int]] = []
-    opened: int | None = None
-    for tag in _THINK_TAG.finditer(text):
-        if not tag.group("close"):
-            opened = tag.start() if opened is None else opened
-        elif opened is not None:  # a block: up to its first closing tag
-            reasoning.append((opened, tag.end()))
-            opened = None
-        else:  # no opening tag (the prompt had it): everything before is reasoning
-            reasoning.append((0, tag.end()))
-    if opened is not None:  # never closed: the rest is reasoning cut short
-        reasoning.append((opened, len(text)))
-    chars = list(_DECORATION.sub(_blank, text))
-    for start, end in reasoning:
-        chars[start:end] = " " * (end - start)
-    view = "".join(chars)
-    lo, hi = 0, len(view)
-    answers = list(_ANSWER_OPEN.finditer(view))
-    if answers:
-        lo = answers[-1].end()
-        close = _ANSWER_CLOSE.search(view, lo)
-        hi = close.start() if close else len(view)
-    return _ANSWER_TAG.sub(_blank, view), lo, hi
-
-
-# -- letters ---------------------------------------------------------------------------------
-
-#: Letters that are also English words: never a choice when followed by a word, except by
-#: one of ``_CONNECTIVES``.
-_WORD_LETTERS = frozenset("AI")
-#: The same as the words they are: at the very end of an answer they may be cut short.
-_LOWER_WORD_LETTERS = frozenset("ai")
-#: Words no article or pronoun is followed by: a letter before one of them is a choice.
-_CONNECTIVES = frozenset({"because", "since", "as", "or"})
-_APOSTROPHES = "'’"
-_WORD = re.compile(r"[^\W_]+")
-_TOKEN = re.compile(
-    r"(?P<open>[(\[{<（【「\"'“‘])?(?P<letter>[A-Za-z])(?P<close>[)\]}>）】」\"'”’])?"
-)
-#: Between two letters offered together: "A or B", "A/B", "A, C", "A and C".
-_JOIN = re.compile(
-    r"[ \t]*(?:,[ \t]*(?:(?:or|and)[ \t]+)?|[/|&][ \t]*|(?<=[ \t])(?:or|and)[ \t]+)"
-    r"(?:(?:perhaps|maybe|possibly)[ \t]+)?(?:(?:option|choice)[ \t]+)?",
-    re.IGNORECASE,
-)
-
-
-def _is_word_char(char: str) -> bool:
-    return char.isalnum() or char == "_"
-
-
-@dataclass(frozen=True)
-class _Token:
-    letter: str  # uppercase
-    start: int
-    end: int
-
-
-def _standalone(s: str, i: int, letter: str, closed: bool, declared: bool) -> bool:
-    """Whether a letter just before ``s[i]`` stands alone (see "Letters and articles")."""
-    nxt = s[i : i + 1]
-    if not closed and letter in _LOWER_WORD_LETTERS and not s[i:].strip(" \t"):
-        return False  # "the answer is a" may be cut short before its noun
-    if not nxt:
-        return True
-    if _is_word_char(nxt) or nxt in _APOSTROPHES:
-        return False
-    if closed or nxt in "\r\n":
-        return True
-    if nxt in ".-–—":  # "B." and "B -" but not "U.S." or "X-ray"
-        return not _is_word_char(s[i + 1 : i + 2])
-    if nxt in ":：":
-        return declared
-    if nxt in " \t":
-        j = i
-        while j < len(s) and s[j] in " \t":
-            j += 1
-        if j == len(s) or s[j] in "\r\n":
-            return True
-        if not _is_word_char(s[j]):
-            return s[j] in "-–—([{"
-        word = _WORD.match(s, j)
-        following = word.group().casefold() if word else ""
-        if declared and letter.upper() not in _WORD_LETTERS:
-            return True
-        return following in _CONNECTIVES
-    return True  # , ; ! ? ) / and the like
-
-
-def _read_token(s: str, pos: int, *, declared: bool, after_word_ok: bool = False) -> _Token | None:
-    """The letter token starting at ``s[pos]``, if one stands alone there."""
-    if pos > 0 and not after_word_ok and (_is_word_char(s[pos - 1]) or s[pos - 1] in "'’"):
-        return None
-    m = _TOKEN.match(s, pos)
-    if not m:
-        return None
-    closed = m.group("close") is not None
-    end = m.end() if closed else m.end("letter")
-    if not _standalone(s, end, m.group("letter"), closed, declared):
-        return None
-    return _Token(m.group("letter").upper(), m.start(), end)
-
-
-def _chain(s: str, first: _Token, *, declared: bool) -> list[_Token]:
-    """``first`` and the letters joined to it ("A or B", "A, C")."""
-    tokens = [first]
-    while True:
-        join = _JOIN.match(s, tokens[-1].end)
-        if not join:
-            return tokens
-        nxt = _read_token(s, join.end(), declared=declared, after_word_ok=True)
-        if nxt is None:
-            return tokens
-        tokens.append(nxt)
-
-
-# -- options ---------------------------------------------------------------------------------
-
-
-def _words(text: str) -> tuple[str, ...]:
-    return tuple(w.casefold() for w in _WORD.findall(text))
-
-
-@functools.lru_cache(maxsize=1024)
-def _option_pattern(text: str) -> re.Pattern[str] | None:
-    words = _WORD.findall(text)
-    if not words:
-        return None
-    body = r"[\W_]+".join(re.escape(w) for w in words)
-    return re.compile(rf"(?<![^\W_]){body}(?![^\W_])", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class _Options:
-    letters: tuple[str, ...]  # valid letters, in order
-    texts: tuple[tuple[str, str], ...]  # (letter, text) of options with readable text
-
-    def hits(self, s: str, lo: int = 0, hi: int | None = None) -> list[tuple[str, int, int]]:
-        """(letter, start, end) of each option text in ``s[lo:hi]``, less those inside a
-        longer option's text that is there too."""
-        end = len(s) if hi is None else hi
-        found: list[tuple[str, int, int]] = []
-        for letter, text in self.texts:
-            pattern = _option_pattern(text)
-            if pattern is not None:
-                found.extend((letter, m.start(), m.end()) for m in pattern.finditer(s, lo, end))
-        found.sort(key=lambda h: (h[1], -h[2]))
-        kept: list[tuple[str, int, int]] = []
-        reach_start, reach_end = -1, -1
-        for hit in found:
-            inside = reach_end > hit[2] or (reach_end == hit[2] and reach_start < hit[1])
-            if not inside:
-                kept.append(hit)
-            if hit[2] > reach_end:
-                reach_start, reach_end = hit[1], hit[2]
-        return kept
-
-    def exact(self, text: str) -> str | None:
-        """The letter of the one option whose text ``text`` is, case and punctuation aside."""
-        words = _words(text)
-        if not words:
-            return None
-        same = [letter for letter, option in self.texts if _words(option) == words]
-        return same[0] if len(same) == 1 else None
-
-
-def normalize_choices(choices: Choices) -> tuple[tuple[str, str], ...]:
-    """``choices`` as (letter, text) pairs in order; text is empty where unknown.
-
-    Raises ``ValueError`` for keys that are not single letters, repeated letters or more
-    options than letters."""
-    if choices is None:
-        return tuple((letter, "") for letter in ALPHABET)
-    if isinstance(choices, str):
-        pairs = [(c.upper(), "") for c in choices if not c.isspace()]
-    elif isinstance(choices, Mapping):
-        pairs = [(str(k).strip().upper(), str(v)) for k, v in choices.items()]
-    else:
-        if len(choices) > len(ALPHABET):
-            raise ValueError(f"{len(choices)} options but only {len(ALPHABET)} letters")
-        pairs = [(ALPHABET[i], str(text)) for i, text in enumerate(choices)]
-    for letter, _ in pairs:
-        if len(letter) != 1 or letter not in ALPHABET:
-            raise ValueError(f"choice letter {letter!r} is not one of A-Z")
-    if len({letter for letter, _ in pairs}) != len(pairs):
-        raise ValueError("a choice letter is given twice")
-    return tuple(pairs)
-
-
-@functools.lru_cache(maxsize=256)
-def _options(pairs: tuple[tuple[str, str], ...]) -> _Options:
-    return _Options(
-        letters=tuple(letter for letter, _ in pairs),
-        texts=tuple((letter, text) for letter, text in pairs if _WORD.search(text)),
-    )
-
-
 # -- what a declaration reads ----------------------------------------------------------------
 
 
@@ -354,7 +148,7 @@ class _Read:
         return _Read(self.letters, self.start + by, self.end + by)
 
 
-def _from_tokens(tokens: Sequence[_Token]) -> _Read:
+def _from_tokens(tokens: Sequence[Token]) -> _Read:
     return _Read(tuple(t.letter for t in tokens), tokens[0].start, tokens[-1].end)
 
 
@@ -382,15 +176,15 @@ def _lone(s: str) -> _Read | None:
     return _Read((m.group("letter").upper(),), lead, lead + len(stripped))
 
 
-def _boxed_content(content: str, options: _Options) -> _Read | None:
+def _boxed_content(content: str, options: Options) -> _Read | None:
     """What a box holds (LaTeX commands and braces already blanked)."""
     lone = _lone(content)
     if lone is not None:
         return lone
     start = len(content) - len(content.lstrip())
-    token = _read_token(content, start, declared=True)
+    token = read_token(content, start, declared=True)
     if token is not None:
-        return _from_tokens(_chain(content, token, declared=True))
+        return _from_tokens(chain(content, token, declared=True))
     letter = options.exact(content)
     if letter is not None:
         return _Read((letter,), start, len(content.rstrip()))
@@ -403,7 +197,7 @@ _BOX = re.compile(r"\\(?:boxed|fbox)[ \t]*\{")
 _LATEX = re.compile(r"\\[A-Za-z]+|\\.|[{}]")
 
 
-def _boxes(s: str, options: _Options) -> list[_Read]:
+def _boxes(s: str, options: Options) -> list[_Read]:
     """What each ``\\boxed{...}`` in ``s`` reads, spans covering the whole box."""
     closing: dict[int, int] = {}
     stack: list[int] = []
@@ -417,7 +211,7 @@ def _boxes(s: str, options: _Options) -> list[_Read]:
         close = closing.get(m.end() - 1)
         if close is None or close - m.end() > BOX_LIMIT:
             continue
-        content = _LATEX.sub(_blank, s[m.end() : close])
+        content = _LATEX.sub(blank, s[m.end() : close])
         read = _boxed_content(content, options)
         if read is not None:
             reads.append(_Read(read.letters, m.start(), close + 1))
@@ -470,21 +264,21 @@ _SENTENCE_END = re.compile(r"[.!?;。](?=\s|$)|\n")
 _LINE = re.compile(r"[^\n]+")
 
 
-def _declared(s: str, pos: int, options: _Options) -> _Read | None:
+def _declared(s: str, pos: int, options: Options) -> _Read | None:
     """What the declaration whose cue ends at ``s[pos]`` names, if anything."""
     start = _TARGET_SKIP.match(s, pos)
     at = start.end() if start else pos
     if _NEGATION.match(s, at):
         return None
-    token = _read_token(s, at, declared=True, after_word_ok=True)
+    token = read_token(s, at, declared=True, after_word_ok=True)
     if token is not None:
-        return _from_tokens(_chain(s, token, declared=True))
+        return _from_tokens(chain(s, token, declared=True))
     limit = min(len(s), at + TARGET_WINDOW)
     end = _SENTENCE_END.search(s, at, limit)
     return _from_hits(options.hits(s, at, end.start() if end else limit))
 
 
-def _declarations(s: str, options: _Options) -> list[_Read]:
+def _declarations(s: str, options: Options) -> list[_Read]:
     """Every readable explicit declaration in ``s``, in order; spans include the cue."""
     found: list[tuple[int, _Read]] = []
     for cue in _CUE.finditer(s):
@@ -493,9 +287,9 @@ def _declarations(s: str, options: _Options) -> list[_Read]:
             found.append((read.start, _Read(read.letters, cue.start(), read.end)))
     for cue in _WEAK_CUE.finditer(s):
         skip = _TARGET_SKIP.match(s, cue.end())
-        token = _read_token(s, skip.end() if skip else cue.end(), declared=False)
+        token = read_token(s, skip.end() if skip else cue.end(), declared=False)
         if token is not None and token.letter in options.letters:
-            read = _from_tokens(_chain(s, token, declared=False))
+            read = _from_tokens(chain(s, token, declared=False))
             found.append((read.start, _Read(read.letters, cue.start(), read.end)))
     for cue in _POSTFIX_CUE.finditer(s):
         letter = cue.group("token").strip("()[]").upper()
@@ -551,7 +345,7 @@ def _settle(read: _Read, method: Method, valid: Iterable[str]) -> _Decision:
     return _Decision(letter, method, read.start, read.end)
 
 
-def _by_box(s: str, options: _Options) -> _Decision | None:
+def _by_box(s: str, options: Options) -> _Decision | None:
     reads = _boxes(s, options)
     if not reads:
         return None
@@ -561,12 +355,12 @@ def _by_box(s: str, options: _Options) -> _Decision | None:
     return _Decision(None, Method.AMBIGUOUS, reads[0].start, reads[-1].end)
 
 
-def _by_declaration(s: str, options: _Options) -> _Decision | None:
+def _by_declaration(s: str, options: Options) -> _Decision | None:
     reads = _declarations(s, options)
     return _settle(reads[-1], Method.EXPLICIT, options.letters) if reads else None
 
 
-def _by_lone_letter(s: str, options: _Options) -> _Decision | None:
+def _by_lone_letter(s: str, options: Options) -> _Decision | None:
     whole = _lone(s)
     if whole is not None:
         return _settle(whole, Method.LONE_LETTER, options.letters)
@@ -580,7 +374,7 @@ def _by_lone_letter(s: str, options: _Options) -> _Decision | None:
     return _settle(reads[-1], Method.LONE_LETTER, options.letters)
 
 
-def _by_exact_text(s: str, options: _Options) -> _Decision | None:
+def _by_exact_text(s: str, options: Options) -> _Decision | None:
     letter = options.exact(s)
     if letter is None:
         return None
@@ -588,14 +382,14 @@ def _by_exact_text(s: str, options: _Options) -> _Decision | None:
     return _Decision(letter, Method.OPTION_TEXT, lead, len(s.rstrip()))
 
 
-def _by_leading_letter(s: str, options: _Options) -> tuple[_Decision | None, _Decision | None]:
+def _by_leading_letter(s: str, options: Options) -> tuple[_Decision | None, _Decision | None]:
     """The leading-letter decision, or else an ``invalid`` one kept for the end."""
     prefix = _LEADING_PREFIX.match(s)
     at = prefix.end() if prefix else 0
-    token = _read_token(s, at, declared=bool(prefix and prefix.group().strip()))
+    token = read_token(s, at, declared=bool(prefix and prefix.group().strip()))
     if token is None:
         return None, None
-    read = _from_tokens(_chain(s, token, declared=False))
+    read = _from_tokens(chain(s, token, declared=False))
     decision = _settle(read, Method.LEADING_LETTER, options.letters)
     if decision.method is Method.INVALID:
         return None, decision
@@ -609,7 +403,7 @@ def _by_leading_letter(s: str, options: _Options) -> tuple[_Decision | None, _De
     return decision, None
 
 
-def _by_refusal(s: str, options: _Options) -> _Decision | None:
+def _by_refusal(s: str, options: Options) -> _Decision | None:
     hits = options.hits(s)  # sorted by start
     starts = [h[1] for h in hits]
     reach = list(itertools.accumulate((h[2] for h in hits), max))
@@ -620,7 +414,7 @@ def _by_refusal(s: str, options: _Options) -> _Decision | None:
     return None
 
 
-def _by_alternatives(s: str, options: _Options) -> _Decision | None:
+def _by_alternatives(s: str, options: Options) -> _Decision | None:
     for m in _ALTERNATIVES.finditer(s):
         first = (m.group("a") or m.group("b")).upper()
         second = (m.group("c") or m.group("d")).upper()
@@ -629,7 +423,7 @@ def _by_alternatives(s: str, options: _Options) -> _Decision | None:
     return None
 
 
-def _by_contained_text(s: str, options: _Options) -> _Decision | None:
+def _by_contained_text(s: str, options: Options) -> _Decision | None:
     read = _from_hits(options.hits(s))
     return _settle(read, Method.OPTION_TEXT, options.letters) if read else None
 
@@ -642,10 +436,10 @@ def extract_choice(text: str | None, choices: Choices = None) -> Extraction:
     ``None`` (any letter A-Z, no texts). Never raises on any text; raises ``ValueError`` for
     choices that cannot be lettered (see ``normalize_choices``).
     """
-    options = _options(normalize_choices(choices))
+    options = options_of(normalize_choices(choices))
     if not text:
         return Extraction(None, Method.NONE)
-    view, lo, hi = _reading(text)
+    view, lo, hi = reading(text)
     s = view[lo:hi]
     pending: _Decision | None = None
     decision = _by_box(s, options) or _by_declaration(s, options)
