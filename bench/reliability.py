@@ -21,9 +21,9 @@ Each part runs ``vlmcap`` commands as subprocesses on the built-in random tiny m
     server_load     ``bench/server_load.py`` against the same server: 2,000 requests from 4
                     client processes at concurrency 64
 
-Writes ``bench/results/reliability.json``. CI runs the short version of the same parts
-(``tests/bench/test_reliability_short.py``), the corpus (``tests/testing/test_corpus.py``)
-and a two-kill trial (``tests/pipeline/test_kill_resume.py``); this runs more.
+Writes ``bench/results/reliability.json``. CI runs one short trial of each fault in the tests
+(README's Reliability section names them) and the corpus (``tests/testing/test_corpus.py``);
+this runs many.
 """
 
 from __future__ import annotations

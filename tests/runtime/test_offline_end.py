@@ -1,13 +1,16 @@
 """How an offline ``vlmcap caption`` ends, against its real vLLM engine processes.
 
-- SIGTERM mid-run: exit status 143, intact records, lock released, no process left;
-- a normal end (the rerun that resumes it): the engine is shut down explicitly, without vLLM's
-  shutdown warnings.
+- SIGTERM mid-run (``kill``, a scheduler's stop): exit status 143, intact records, lock
+  released, no process left;
+- SIGINT mid-run of the rerun that resumes it (Ctrl-C): the same, with exit status 130, and
+  nothing written twice;
+- a normal end (the last rerun): every item once, the engine shut down explicitly, without
+  vLLM's shutdown warnings.
 
 SIGKILL of the CLI alone after its engine started (a SLURM time limit, the OOM killer), where
 the child guard must stop the engine core and its workers within seconds, is the first kill of
 ``tests/pipeline/test_kill_resume.py``. Each run starts one engine (about 45 s on a 2-core CPU
-machine).
+machine), three in all.
 """
 
 from __future__ import annotations
@@ -119,30 +122,37 @@ def start(tmp_path: Path, src: Path, model: Path, cache: Path, name: str = "run"
     return Run(src, tmp_path / "out", model, cache, tmp_path / f"{name}.log")
 
 
-def test_sigterm_mid_run_ends_with_143_and_the_rerun_ends_quietly(
+def stop_mid_run(run: Run, sig: signal.Signals, status: int, done_before: int) -> list[dict]:
+    """Send ``sig`` once the run has written a row of its own; what must hold after it."""
+    run.wait_until(lambda: len(run.rows()) > done_before, "record")
+    run.proc.send_signal(sig)
+    assert run.wait_exit() == status, run.output()[-3000:]
+    text = run.records.read_text(encoding="utf-8")
+    assert text.endswith("\n")  # no torn last line
+    rows = run.rows()
+    keys = [r["key"] for r in rows]
+    assert done_before < len(rows) < N_IMAGES, "the signal arrived after the run's end"
+    assert len(set(keys)) == len(keys)  # what the earlier run wrote is not written again
+    assert not run.lock.exists()
+    assert f"{sig.name}: stopped" in run.output()
+    # Whether the run's own shutdown or the child guard stopped the last engine process
+    # depends on timing under load (both were seen); what must hold: nothing survives.
+    assert not survivors(run.seen, GONE_WITHIN_S)
+    return rows
+
+
+def test_sigterm_then_sigint_stop_runs_cleanly_and_the_last_rerun_ends_quietly(
     tmp_path: Path, images: Path, tiny_model_path: Path, cache_dir: Path
 ) -> None:
-    run = start(tmp_path, images, tiny_model_path, cache_dir)
-    try:
-        run.wait_until(lambda: len(run.rows()) >= 1, "record")
-        run.proc.send_signal(signal.SIGTERM)
-        assert run.wait_exit() == 143, run.output()[-3000:]
-        text = run.records.read_text(encoding="utf-8")
-        assert text.endswith("\n")  # no torn last line
-        rows = run.rows()
-        keys = [r["key"] for r in rows]
-        assert 1 <= len(rows) < N_IMAGES, "the signal arrived after the run's end"
-        assert len(set(keys)) == len(keys)
-        assert not run.lock.exists()
-        assert "SIGTERM: stopped" in run.output()
-        assert not survivors(run.seen, GONE_WITHIN_S)
-        # Whether the run's own shutdown or the child guard stopped the last engine process
-        # depends on timing under load (both were seen); what must hold is asserted above:
-        # nothing survives.
-    finally:
-        run.cleanup()
+    done = 0
+    for name, sig, status in (("run", signal.SIGTERM, 143), ("rerun", signal.SIGINT, 130)):
+        run = start(tmp_path, images, tiny_model_path, cache_dir, name=name)
+        try:
+            done = len(stop_mid_run(run, sig, status, done))
+        finally:
+            run.cleanup()
 
-    rerun = start(tmp_path, images, tiny_model_path, cache_dir, name="rerun")
+    rerun = start(tmp_path, images, tiny_model_path, cache_dir, name="last")
     try:
         assert rerun.wait_exit() == 0, rerun.output()[-3000:]
         out = rerun.output()
