@@ -718,6 +718,7 @@ def main(argv: list[str] | None = None) -> None:
             "max_num_seqs": s.max_num_seqs,
             "max_num_batched_tokens": s.max_num_batched_tokens,
             "enable_chunked_prefill": s.enable_chunked_prefill,
+            "async_scheduling": getattr(s, "async_scheduling", None),
         }
 
     common = {

@@ -472,6 +472,7 @@ def main(argv: list[str] | None = None) -> None:
             "max_num_seqs": sched.max_num_seqs,
             "max_num_batched_tokens": sched.max_num_batched_tokens,
             "enable_chunked_prefill": sched.enable_chunked_prefill,
+            "async_scheduling": getattr(sched, "async_scheduling", None),
         }
         result["startup_s"] = rounded(startup_s, 2)
         run_all(args, llm, plugin, config, sampler=sampler, result=result)
