@@ -85,8 +85,12 @@ class DeviceTime:
         return us / self.window_us if self.window_us else 0.0
 
     def line(self) -> str:
-        pct = lambda us: f"{PERCENT * self.share(us):.1f} %"  # noqa: E731
-        ms = lambda us: us / US_PER_MS  # noqa: E731
+        def pct(us: float) -> str:
+            return f"{PERCENT * self.share(us):.1f} %"
+
+        def ms(us: float) -> float:
+            return us / US_PER_MS
+
         return (
             f"device busy {pct(self.busy_us)} of {ms(self.window_us):.1f} ms over "
             f"{self.steps} steps ({self.trace}); idle in steps {pct(self.idle_in_steps_us)}, "
