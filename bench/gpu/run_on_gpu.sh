@@ -12,6 +12,7 @@
 #   bench/gpu/run_on_gpu.sh caption_loop           # -> $RESULTS/gpu_engine_loop_caption.json
 #   bench/gpu/run_on_gpu.sh caption_breakdown      # -> $RESULTS/gpu_breakdown_caption_h200.json
 #   bench/gpu/run_on_gpu.sh serve                  # -> $RESULTS/gpu_client_h200.json
+#   bench/gpu/run_on_gpu.sh mm_cache               # -> $RESULTS/gpu_engine_args_mm_cache_stage2_off.json
 #   bench/gpu/run_on_gpu.sh all .gpu-bundle/p*     # everything in one go
 #
 # Environment: GPU_WORK (default /tmp/vlmcap-gpu: site packages, model folder, clips, logs),
@@ -121,13 +122,24 @@ serve() {
     tee "$G/logs/serve.log"
 }
 
+# vLLM's multimodal processor cache off (requests built on vlmcap's threads) vs on (one thread),
+# two engines side by side, on the workload with stage 2 off (STAGE2=on: with it)
+mm_cache() {
+  local stage2=${STAGE2:-off}
+  (cd bench && $PY engine_args.py "${MODEL_ARGS[@]}" --engine-arg gpu_memory_utilization=0.42 \
+    --variant cache-off:mm_cache=false --variant cache-on:mm_cache=true --requests 192 \
+    --cap 256 --repeats 3 --stage2 "$stage2" --image-sides 448,560,672 --video-frames 8 \
+    --video-side 448 --max-tokens 32-160 --pause 1.5 \
+    --out "$RESULTS/gpu_engine_args_mm_cache_stage2_$stage2.json") 2>&1 | tee "$G/logs/mm_cache.log"
+}
+
 pipeline() {
   (cd bench && $PY pipeline.py "${MODEL_ARGS[@]}" "${CLIP_ARGS[@]}" --gen-procs "$(nproc)" \
     --repeats 3 --workers 8 --predecode-threads 8 --max-output-tokens 64 --pause 0.5 \
     --out "$RESULTS/pipeline_h100.json") 2>&1 | tee "$G/logs/pipeline.log"
 }
 
-cmd=${1:?usage: run_on_gpu.sh stage PART | prep | engine_loop | pipeline | breakdown | loop256 | caption_loop | caption_breakdown | serve | all PART...}
+cmd=${1:?usage: run_on_gpu.sh stage PART | prep | engine_loop | pipeline | breakdown | loop256 | caption_loop | caption_breakdown | serve | mm_cache | all PART...}
 shift
 case $cmd in
   stage) for p in "$@"; do stage "$p"; done ;;
@@ -139,6 +151,7 @@ case $cmd in
   caption_loop) caption_loop ;;
   caption_breakdown) caption_breakdown ;;
   serve) serve ;;
+  mm_cache) mm_cache ;;
   all)
     for p in "$@"; do stage "$p"; done
     prep
