@@ -39,8 +39,8 @@ from typing import Any
 import psutil
 
 from common import machine_info, ratio, run_alternating, summarize, write_result
-from engine_loop import config_values, parse_engine_args
 from served import cpu_s, start_server, tree
+from workload import add_engine_arg, bench_config, parse_size, read_args
 
 logger = logging.getLogger("bench.client")
 
@@ -63,15 +63,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model-path", default=None, help="weights [the plugin's]")
     p.add_argument("--max-output-tokens", type=int, default=32)
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
-    p.add_argument(
-        "--engine-arg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a VLMConfig field or an extra vLLM engine argument for both sides (VALUE parsed "
-        "as JSON if it can be; e.g. load_format=dummy, enforce_eager=false, "
-        "gpu_memory_utilization=0.42); repeatable",
-    )
+    add_engine_arg(p)  # both sides get them (the server too)
     p.add_argument("--image-size", default="160x120", help="picture WxH in px [160x120]")
     p.add_argument("--video-size", default="160x120", help="clip frame WxH in px [160x120]")
     p.add_argument("--seconds", type=float, default=1.0, help="clip length [1 s]")
@@ -84,17 +76,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--out", default=None, help="result file [bench/results/client.json]")
     args = p.parse_args(argv)
-    args.engine_overrides = parse_engine_args(args.engine_arg, p)
+    read_args(args, p)
     args.image_size = parse_size(args.image_size, "--image-size", p)
     args.video_size = parse_size(args.video_size, "--video-size", p)
     return args
-
-
-def parse_size(text: str, flag: str, parser: argparse.ArgumentParser) -> tuple[int, int]:
-    w, sep, h = text.lower().partition("x")
-    if not sep or not w.isdigit() or not h.isdigit():
-        parser.error(f"{flag} wants WxH in pixels, got {text!r}")
-    return int(w), int(h)
 
 
 def make_files(root: Path, n: int, videos: int, args: argparse.Namespace) -> list[Any]:
@@ -109,21 +94,14 @@ def make_files(root: Path, n: int, videos: int, args: argparse.Namespace) -> lis
     return list(discover([root]).files)
 
 
-def bench_config(args: argparse.Namespace) -> Any:
+def both_sides_config(args: argparse.Namespace) -> Any:
     """The one config both sides use: caches off, the same token limit and seed, and the
     ``--engine-arg`` values (a server started from it gets the same engine arguments)."""
-    from vlmcap.config import VLMConfig
-
-    return VLMConfig.build(
-        **config_values(
-            args.engine_overrides,
-            model=args.model,
-            model_path=args.model_path,
-            max_output_tokens=args.max_output_tokens,
-            mm_cache=False,
-            prefix_caching=False,
-            enforce_eager=True,
-        )
+    return bench_config(
+        args.engine_overrides,
+        model=args.model,
+        model_path=args.model_path,
+        max_output_tokens=args.max_output_tokens,
     )
 
 
@@ -148,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     load_before = os.getloadavg()
     try:
         files = make_files(work / "data", n, videos, args)
-        config = bench_config(args)
+        config = both_sides_config(args)
         plugin, llm = load_engine(config)
         server, opts, command = start_server(plugin, config, work / "server.log")
         server_procs = tree(server.pid)

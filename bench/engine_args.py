@@ -16,7 +16,7 @@ engine stays loaded for the whole run. The ``--engine-arg`` values go to every e
 variant's own values win. A key is a ``VLMConfig`` field or an extra ``vllm.LLM`` keyword, as
 in ``engine_loop.py``. A run is vlmcap's own loop (``vlmcap.engine.iter_records``, in flight,
 ``max_inflight`` = ``--cap``, stage 2 as ``--stage2`` says) on fresh media of the workload's
-shape (``engine_loop.make_items``). Requests are built on the threads vlmcap picks for that
+shape (``workload.make_items``). Requests are built on the threads vlmcap picks for that
 engine, or on ``--prepare-threads``, and the count is recorded. The multimodal processor
 cache is off unless a variant turns it on (``mm_cache=true``); the prefix cache is always
 off. One untimed warm-up per variant on the full workload shape comes first, then
@@ -37,15 +37,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from common import machine_info, ratio, run_alternating, summarize, write_result
-from engine_loop import (
-    IMAGE_SIDES,
-    MAX_TOKENS,
-    VIDEO_FRAMES,
-    VIDEO_SHARE,
-    VIDEO_SIDE,
-    config_values,
+from workload import (
+    add_engine_arg,
+    add_workload_args,
+    bench_config,
     make_items,
     parse_engine_args,
+    read_args,
+    workload_kwargs,
 )
 
 if TYPE_CHECKING:
@@ -81,7 +80,7 @@ def parse_variant(text: str, parser: argparse.ArgumentParser) -> tuple[str, dict
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...")
-    p.add_argument("--engine-arg", action="append", default=[], metavar="KEY=VALUE")
+    add_engine_arg(p)
     p.add_argument("--model", default="tiny-random-qwen2.5-vl")
     p.add_argument("--model-path", default=None)
     p.add_argument("--requests", type=int, default=48)
@@ -90,11 +89,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stage2", choices=("off", "on"), default="off")
     p.add_argument("--prepare-threads", type=int, default=None, help="[vlmcap's choice]")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--image-sides", default=",".join(map(str, IMAGE_SIDES)))
-    p.add_argument("--video-frames", default=",".join(map(str, VIDEO_FRAMES)))
-    p.add_argument("--video-side", type=int, default=VIDEO_SIDE)
-    p.add_argument("--video-share", type=float, default=VIDEO_SHARE)
-    p.add_argument("--max-tokens", default=f"{MAX_TOKENS[0]}-{MAX_TOKENS[1]}")
+    add_workload_args(p)
     p.add_argument("--pause", type=float, default=1.5, help="untimed seconds between runs")
     p.add_argument("--out", default=None, help="[bench/results/engine_args.json]")
     args = p.parse_args(argv)
@@ -104,30 +99,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     names = [name for name, _ in args.variants]
     if len(set(names)) != len(names):
         p.error(f"--variant names must differ, got {names}")
-    args.engine_overrides = parse_engine_args(args.engine_arg, p)
-    args.image_sides = tuple(int(c) for c in args.image_sides.split(",") if c.strip())
-    args.video_frames = tuple(int(c) for c in args.video_frames.split(",") if c.strip())
-    lo, _, hi = args.max_tokens.partition("-")
-    args.max_tokens = (int(lo), int(hi or lo))
+    read_args(args, p)
     if args.requests < 1 or args.repeats < 1:
         p.error("--requests and --repeats must be at least 1")
     return args
 
 
 def start(args: argparse.Namespace, name: str, overrides: dict[str, Any]) -> Engine:
-    from vlmcap.config import VLMConfig
     from vlmcap.engine import load_engine
     from vlmcap.engine.prepare import engine_mm_cache, prepare_threads
 
-    values = config_values(
-        {**args.engine_overrides, **overrides},
-        model=args.model,
-        model_path=args.model_path,
-        mm_cache=False,
-        prefix_caching=False,
-        enforce_eager=True,
-    )
-    config = VLMConfig.build(**values).model_copy(
+    config = bench_config(
+        {**args.engine_overrides, **overrides}, model=args.model, model_path=args.model_path
+    ).model_copy(
         update={
             "inflight_batching": True,
             "max_inflight": args.cap,
@@ -149,11 +133,7 @@ def one_run(args: argparse.Namespace, engine: Engine, seed: int) -> dict[str, An
     from vlmcap.engine import iter_records
     from vlmcap.records import Status
 
-    items, _ = make_items(
-        args.requests, seed, sides=args.image_sides, video_frames=args.video_frames,
-        video_side=args.video_side, max_tokens_range=args.max_tokens,
-        video_share=args.video_share,
-    )  # fmt: skip
+    items, _ = make_items(args.requests, seed, **workload_kwargs(args))
     t0 = time.perf_counter()
     records = list(iter_records(items, engine.llm, engine.plugin, engine.config, LoopStats()))
     wall = time.perf_counter() - t0

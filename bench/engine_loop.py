@@ -44,19 +44,24 @@ import argparse
 import asyncio
 import gc
 import itertools
-import json
 import logging
 import os
-import random
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from fractions import Fraction
 from typing import TYPE_CHECKING, Any, cast
 
 from common import Sample, machine_info, ratio, run_alternating, summarize, write_result
+from workload import (
+    add_engine_arg,
+    add_workload_args,
+    bench_config,
+    make_items,
+    read_args,
+    workload_kwargs,
+)
 
 if TYPE_CHECKING:
     from vllm import LLM, RequestOutput, SamplingParams
@@ -108,77 +113,6 @@ class Bench:
     config: VLMConfig
     items: list[Item]
     prompt: str
-
-
-# ---- workload -----------------------------------------------------------------------------
-
-
-IMAGE_SIDES = (56, 84, 112, 168, 224, 320, 448)
-VIDEO_FRAMES = (4, 6, 8)
-VIDEO_SIDE = 112
-MAX_TOKENS = (8, 48)
-#: Share of the requests that are clips (the rest are pictures).
-VIDEO_SHARE = 1 / 3
-#: The share is read as the nearest fraction with at most this denominator (1/3 stays 1/3).
-SHARE_DENOMINATOR = 1000
-
-
-def make_items(
-    n: int,
-    seed: int,
-    *,
-    sides: tuple[int, ...] = IMAGE_SIDES,
-    video_frames: tuple[int, ...] = VIDEO_FRAMES,
-    video_side: int = VIDEO_SIDE,
-    max_tokens_range: tuple[int, int] = MAX_TOKENS,
-    video_share: float = VIDEO_SHARE,
-) -> tuple[list[Item], dict[str, Any]]:
-    """Seeded mix: images of varied sizes (width and height each one of ``sides``) and, spread
-    evenly among them, ``video_share`` of videos (``video_frames`` frames of ``video_side``
-    squared; default a third, of 4-8 frames at 112x112), each with its own ``max_tokens`` in
-    ``max_tokens_range`` (default 8..48) so requests finish at different steps. Share 1 is the
-    caption-shaped workload: clips only."""
-    import numpy as np
-    from PIL import Image
-
-    from vlmcap.records import Item
-
-    rng = random.Random(seed)
-    nprng = np.random.default_rng(seed)
-    side = video_side
-    share = Fraction(video_share).limit_denominator(SHARE_DENOMINATOR)
-    items: list[Item] = []
-    for i in range(n):
-        max_tokens = rng.randint(*max_tokens_range)
-        # request i is a clip when the running count of clips steps up at i
-        if int((i + 1) * share) > int(i * share):
-            frames = rng.choice(video_frames)
-            # uint8 (T, H, W, 3), the form vlmcap's video decoder gives the plugins
-            media: Any = nprng.integers(0, 256, (frames, side, side, 3), dtype=np.uint8)
-            items.append(Item(f"vid{i:04d}", media, fps=2.0, max_tokens=max_tokens))
-            items[-1].meta["shape"] = [frames, 3, side, side]
-        else:
-            w, h = rng.choice(sides), rng.choice(sides)
-            pixels = nprng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-            items.append(Item(f"img{i:04d}", Image.fromarray(pixels), max_tokens=max_tokens))
-            items[-1].meta["shape"] = [w, h]
-    tokens = [it.max_tokens or 0 for it in items]
-    videos = [it for it in items if it.key.startswith("vid")]
-    desc = {
-        "requests": n,
-        "seed": seed,
-        "images": n - len(videos),
-        "videos": len(videos),
-        "video_share": video_share,
-        "image_sides_px": list(sides),
-        "video": f"{'/'.join(map(str, video_frames))} frames of {side}x{side} random noise "
-        "(uint8, as decoded) at fps 2.0",
-        "max_tokens_range": list(max_tokens_range),
-        "max_tokens_sum": sum(tokens),
-        "shapes": {it.key: it.meta["shape"] for it in items},
-        "max_tokens": {it.key: it.max_tokens for it in items},
-    }
-    return items, desc
 
 
 # ---- helpers shared by the contenders a, d, e -----------------------------------------------
@@ -489,37 +423,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1.5,
         help="untimed seconds between runs: vLLM workers busy-spin ~1 s after their last step",
     )
-    p.add_argument(
-        "--engine-arg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a VLMConfig field or an extra vllm.LLM keyword (VALUE parsed as JSON if it can "
-        "be, e.g. load_format=dummy, enforce_eager=false, gpu_memory_utilization=0.4); "
-        "repeatable",
-    )
-    p.add_argument(
-        "--image-sides",
-        default=",".join(map(str, IMAGE_SIDES)),
-        help="comma-separated image widths/heights in px to draw from",
-    )
-    p.add_argument(
-        "--video-frames",
-        default=",".join(map(str, VIDEO_FRAMES)),
-        help="comma-separated frame counts to draw from",
-    )
-    p.add_argument("--video-side", type=int, default=VIDEO_SIDE, help="video frame side in px")
-    p.add_argument(
-        "--video-share",
-        type=float,
-        default=VIDEO_SHARE,
-        help="share of the requests that are clips (1: the caption-shaped workload) [1/3]",
-    )
-    p.add_argument(
-        "--max-tokens",
-        default=f"{MAX_TOKENS[0]}-{MAX_TOKENS[1]}",
-        help="per-request max_tokens range LO-HI",
-    )
+    add_engine_arg(p)
+    add_workload_args(p)
     p.add_argument(
         "--warmup",
         choices=("each", "first"),
@@ -556,8 +461,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = set(args.contenders) - set(CONTENDERS)
     if unknown:
         p.error(f"--contenders: unknown {''.join(sorted(unknown))}")
-    if not 0 <= args.video_share <= 1:
-        p.error(f"--video-share must be within 0..1, got {args.video_share}")
+    read_args(args, p)
     args.stage2 = [{"off": False, "on": True}[v.strip()] for v in args.stage2.split(",")]
     if args.requests is None:
         args.requests = 24 if args.quick else 96
@@ -566,53 +470,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.caps is None:
         args.caps = "16" if args.quick else "16,256"
     args.caps = [int(c) for c in args.caps.split(",") if c.strip()]
-    args.image_sides = tuple(int(c) for c in args.image_sides.split(",") if c.strip())
-    args.video_frames = tuple(int(c) for c in args.video_frames.split(",") if c.strip())
-    lo, _, hi = args.max_tokens.partition("-")
-    args.max_tokens = (int(lo), int(hi or lo))
-    args.engine_overrides = parse_engine_args(args.engine_arg, p)
     if not args.quick and args.requests < 64:
         p.error("--requests must be at least 64 (use --quick for a smoke test)")
     if not args.quick and args.repeats < 3:
         p.error("--repeats must be at least 3 (use --quick for a smoke test)")
     return args
-
-
-def parse_engine_args(
-    pairs: list[str], parser: argparse.ArgumentParser | None = None
-) -> dict[str, Any]:
-    """``["load_format=dummy", "enforce_eager=false"]`` -> ``{"load_format": "dummy", ...}``."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            msg = f"--engine-arg wants KEY=VALUE, got {pair!r}"
-            if parser is None:
-                raise ValueError(msg)
-            parser.error(msg)
-        try:
-            value: Any = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        out[key.strip().replace("-", "_")] = value
-    return out
-
-
-def config_values(overrides: dict[str, Any], **defaults: Any) -> dict[str, Any]:
-    """VLMConfig values: ``defaults`` < ``overrides`` naming a VLMConfig field; the other
-    overrides go to ``engine_args`` (extra ``vllm.LLM`` keywords)."""
-    from vlmcap.config import VLMConfig
-
-    values = dict(defaults)
-    extra = dict(values.pop("engine_args", {}))
-    for key, value in overrides.items():
-        if key in VLMConfig.model_fields and key != "engine_args":
-            values[key] = value
-        else:
-            extra[key] = value
-    if extra:
-        values["engine_args"] = extra
-    return values
 
 
 def estimate_s(done: list[tuple[bool, float]], stage2: bool) -> float | None:
@@ -674,30 +536,12 @@ def main(argv: list[str] | None = None) -> None:
     from vllm.usage.usage_lib import UsageContext
     from vllm.v1.engine.async_llm import AsyncLLM
 
-    from vlmcap.config import VLMConfig
     from vlmcap.engine import load_engine
     from vlmcap.engine.args import engine_kwargs
 
     # On a CPU backend engine_kwargs turns chunked prefill off (seeded requests crash it).
-    config = VLMConfig.build(
-        **config_values(
-            args.engine_overrides,
-            model=args.model,
-            model_path=args.model_path,
-            mm_cache=False,
-            prefix_caching=False,
-            enforce_eager=True,
-        )
-    )
-    items, workload = make_items(
-        args.requests,
-        args.seed,
-        sides=args.image_sides,
-        video_frames=args.video_frames,
-        video_side=args.video_side,
-        max_tokens_range=args.max_tokens,
-        video_share=args.video_share,
-    )
+    config = bench_config(args.engine_overrides, model=args.model, model_path=args.model_path)
+    items, workload = make_items(args.requests, args.seed, **workload_kwargs(args))
     t0 = time.perf_counter()
     plugin, llm = load_engine(config)
     llm_start = time.perf_counter() - t0

@@ -53,9 +53,16 @@ from typing import TYPE_CHECKING, Any
 
 from breakdown_report import Run, across_repeats, rounded, summarize_run
 from common import RESULTS_DIR, machine_info, write_result
-from engine_loop import config_values, make_items, parse_engine_args
 from floor import floor_estimate
 from probes import Clock, CoreOutputs, NvmlSampler, TracedStats, dist_version, instrument
+from workload import (
+    add_engine_arg,
+    add_workload_args,
+    bench_config,
+    make_items,
+    read_args,
+    workload_kwargs,
+)
 
 if TYPE_CHECKING:
     from vllm import LLM
@@ -141,24 +148,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of the timed workload")
     p.add_argument("--warmups", type=int, default=1, help="untimed runs first (full shape)")
     p.add_argument("--repeats", type=int, default=1, help="timed runs")
-    p.add_argument("--image-sides", default="448,560,672")
-    p.add_argument("--video-frames", default="8")
-    p.add_argument("--video-side", type=int, default=448)
-    p.add_argument(
-        "--video-share", type=float, default=1 / 3, help="share of clips (1: caption-shaped)"
-    )
-    p.add_argument("--max-tokens", default="32-160", help="per-request max_tokens LO-HI")
+    add_workload_args(p, sides=(448, 560, 672), frames=(8,), side=448, max_tokens=(32, 160))
     p.add_argument("--nvml-period", type=float, default=0.1, help="seconds between samples")
     p.add_argument("--bin", type=float, default=0.5, help="timeline bin in seconds")
     p.add_argument("--pause", type=float, default=1.5, help="untimed seconds between runs")
-    p.add_argument(
-        "--engine-arg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a VLMConfig field or an extra vllm.LLM keyword (VALUE parsed as JSON if it can "
-        "be); repeatable",
-    )
+    add_engine_arg(p)
     p.add_argument(
         "--prepare-threads",
         default="0,auto",
@@ -177,12 +171,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default=str(RESULTS_DIR / "gpu_breakdown_h200.json"))
     args = p.parse_args(argv)
     args.prepare_threads = [c.strip() for c in args.prepare_threads.split(",") if c.strip()]
-    args.image_sides = tuple(int(c) for c in args.image_sides.split(",") if c.strip())
-    args.video_frames = tuple(int(c) for c in args.video_frames.split(",") if c.strip())
-    lo, _, hi = args.max_tokens.partition("-")
-    args.max_tokens = (int(lo), int(hi or lo))
-    args.engine_overrides = parse_engine_args(args.engine_arg, p)
-    return args
+    return read_args(args, p)
 
 
 def _cpu_model() -> str | None:
@@ -315,13 +304,7 @@ def run_all(
     clock, core = Clock(), CoreOutputs()
     instrument(plugin, llm, clock, core)
     result["timers_missing"] = clock.missing
-    shape: dict[str, Any] = {
-        "sides": args.image_sides,
-        "video_frames": args.video_frames,
-        "video_side": args.video_side,
-        "max_tokens_range": args.max_tokens,
-        "video_share": args.video_share,
-    }
+    shape = workload_kwargs(args)
     variants = variant_configs(args, config)
     names = list(variants)
     runs: dict[str, list[Run]] = {name: [] for name in names}
@@ -380,11 +363,7 @@ def profiled_run(
 
     name, variant = list(variant_configs(args, config).items())[-1]
     variant = variant.model_copy(update={"profile": config.profile})
-    items, _ = make_items(
-        args.requests, args.seed + PROFILE_SEED_OFFSET, sides=args.image_sides,
-        video_frames=args.video_frames, video_side=args.video_side,
-        max_tokens_range=args.max_tokens, video_share=args.video_share,
-    )  # fmt: skip
+    items, _ = make_items(args.requests, args.seed + PROFILE_SEED_OFFSET, **workload_kwargs(args))
     time.sleep(args.pause)
     t0 = time.perf_counter()
     from vlmcap.core.stats import LoopStats
@@ -437,20 +416,10 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     logging.basicConfig(level=logging.WARNING)
 
-    from vlmcap.config import VLMConfig
     from vlmcap.engine import load_engine
     from vlmcap.engine.args import engine_kwargs
 
-    config = VLMConfig.build(
-        **config_values(
-            args.engine_overrides,
-            model=args.model,
-            model_path=args.model_path,
-            mm_cache=False,
-            prefix_caching=False,
-            enforce_eager=True,
-        )
-    )
+    config = bench_config(args.engine_overrides, model=args.model, model_path=args.model_path)
     config = config.model_copy(
         update={"inflight_batching": True, "max_inflight": args.cap, "stage2": False}
     )

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from common import machine_info, ratio, run_alternating, summarize, write_result
-from engine_loop import config_values, parse_engine_args
+from workload import add_engine_arg, bench_config, parse_size, read_args
 
 logger = logging.getLogger("bench.pipeline")
 
@@ -114,13 +114,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-output-tokens", type=int, default=32)
     p.add_argument("--model", default="tiny-qwen2.5-vl", help="plugin [tiny-qwen2.5-vl]")
     p.add_argument("--model-path", default=None, help="weights [the random tiny model]")
-    p.add_argument(
-        "--engine-arg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a VLMConfig field or an extra vllm.LLM keyword (JSON value if it parses)",
-    )
+    add_engine_arg(p)
     p.add_argument("--gen-procs", type=int, default=1, help="processes writing clips [1]")
     p.add_argument(
         "--predecode-threads",
@@ -137,9 +131,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pause", type=float, default=1.5, help="untimed seconds between runs")
     p.add_argument("--out", default=None, help="result file [bench/results/pipeline.json]")
     args = p.parse_args(argv)
-    w, _, h = args.video_size.lower().partition("x")
-    args.video_size = (int(w), int(h))
-    args.engine_overrides = parse_engine_args(args.engine_arg, p)
+    args.video_size = parse_size(args.video_size, "--video-size", p)
+    read_args(args, p)
     if args.make_clips_only and args.clips_dir is None:
         p.error("--make-clips-only needs --clips-dir")
     return args
@@ -160,7 +153,6 @@ def ensure_clips(args: argparse.Namespace, work: Path, clips: int) -> Path:
 
 
 def build_config(args: argparse.Namespace) -> Any:
-    from vlmcap.config import VLMConfig
 
     model_path = args.model_path
     if model_path is None and args.model == "tiny-qwen2.5-vl":
@@ -168,16 +160,11 @@ def build_config(args: argparse.Namespace) -> Any:
 
         # random weights: outputs of varied length, like a real model's captions
         model_path = str(ensure_tiny_model())
-    return VLMConfig.build(
-        **config_values(
-            args.engine_overrides,
-            model=args.model,
-            model_path=model_path,
-            max_output_tokens=args.max_output_tokens,
-            mm_cache=False,
-            prefix_caching=False,
-            enforce_eager=True,
-        )
+    return bench_config(
+        args.engine_overrides,
+        model=args.model,
+        model_path=model_path,
+        max_output_tokens=args.max_output_tokens,
     )
 
 

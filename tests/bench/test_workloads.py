@@ -1,4 +1,4 @@
-"""The engine-loop benchmarks' workload (``bench/engine_loop.py``): which requests are clips.
+"""The engine benchmarks' workload (``bench/workload.py``): which requests are clips.
 
 The GPU results are compared across runs of different dates, so the default mix must stay the
 one they were measured on (every third request a clip), and the caption-shaped workload
@@ -14,7 +14,8 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.append(str(BENCH))  # last: its module names must shadow nothing
 
-from engine_loop import make_items, parse_args  # noqa: E402 - bench/ is not a package
+from engine_loop import parse_args  # noqa: E402 - bench/ is not a package
+from workload import make_items  # noqa: E402
 
 
 def kinds(share: float, n: int = 12) -> str:
