@@ -9,10 +9,11 @@
 #   bench/gpu/run_on_gpu.sh pipeline               # -> $RESULTS/pipeline_h100.json
 #   bench/gpu/run_on_gpu.sh breakdown              # -> $RESULTS/gpu_breakdown_h200.json
 #   STAGE2=off bench/gpu/run_on_gpu.sh loop256     # -> $RESULTS/gpu_engine_loop_stage2_off.json
-#   bench/gpu/run_on_gpu.sh caption_loop           # -> $RESULTS/gpu_engine_loop_caption.json
-#   bench/gpu/run_on_gpu.sh caption_breakdown      # -> $RESULTS/gpu_breakdown_caption_h200.json
-#   bench/gpu/run_on_gpu.sh serve                  # -> $RESULTS/gpu_client_h200.json
-#   bench/gpu/run_on_gpu.sh mm_cache               # -> $RESULTS/gpu_engine_args_mm_cache_stage2_off.json
+#   bench/gpu/run_on_gpu.sh caption_loop           # -> $RESULTS/gpu_engine_loop_caption_CARD.json
+#   bench/gpu/run_on_gpu.sh caption_breakdown      # -> $RESULTS/gpu_breakdown_caption_CARD.json
+#   bench/gpu/run_on_gpu.sh serve                  # -> $RESULTS/gpu_client_CARD.json
+#   bench/gpu/run_on_gpu.sh mm_cache               # -> $RESULTS/gpu_engine_args_mm_cache_stage2_off_CARD.json
+# (CARD: h100, h200, ... from nvidia-smi)
 #   bench/gpu/run_on_gpu.sh all .gpu-bundle/p*     # everything in one go
 #
 # Environment: GPU_WORK (default /tmp/vlmcap-gpu: site packages, model folder, clips, logs),
@@ -31,6 +32,14 @@ export PYTHONPATH=$G/site:$PWD/src${PYTHONPATH:+:$PYTHONPATH}
 export VLLM_USE_FLASHINFER_SAMPLER=0 # FlashInfer is not carried
 export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
+# the card's family for result names (h100, h200, ...): the lent kind may be either
+CARD=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 |
+  grep -o 'H[0-9][0-9]*' | head -1 | tr 'A-Z' 'a-z' || true)
+CARD=${CARD:-gpu}
+# one engine alone on the card: about 59 GB for it on either card (0.42 of an H200's memory, the
+# share each of two engines side by side gets there)
+ONE_ENGINE_MEM=0.42
+[ "$CARD" = h100 ] && ONE_ENGINE_MEM=0.75
 
 # clips for the pipeline benchmark: 4-8 s (8-16 frames at 2 fps), 30 fps, 640x360 H.264
 CLIP_ARGS=(--clips 200 --seconds 4-8 --fps 30 --video-size 640x360 --clips-dir "$CLIPS")
@@ -96,7 +105,7 @@ caption_loop() {
   (cd bench && $PY engine_loop.py "${MODEL_ARGS[@]}" --engine-arg gpu_memory_utilization=0.42 \
     --requests "${CAPTION_REQUESTS:-128}" --repeats 3 --caps 256 "${CAPTION_ARGS[@]}" \
     --stage2 off --contenders "${CONTENDERS:-abef}" --warmup first --pause 0.5 --lenient \
-    --deadline "$deadline" --out "$RESULTS/gpu_engine_loop_caption.json") 2>&1 |
+    --deadline "$deadline" --out "$RESULTS/gpu_engine_loop_caption_$CARD.json") 2>&1 |
     tee "$G/logs/caption_loop.log"
 }
 
@@ -104,10 +113,10 @@ caption_loop() {
 # the floor estimate, then one run under vLLM's profiler: the GPU's busy and idle time
 caption_breakdown() {
   [ -f "$MODEL/config.json" ] || $PY bench/gpu/make_qwen25vl_7b_folder.py "$MODEL"
-  (cd bench && $PY gpu_breakdown.py "${MODEL_ARGS[@]}" --engine-arg gpu_memory_utilization=0.42 \
-    --requests "${CAPTION_REQUESTS:-128}" --cap 256 "${CAPTION_ARGS[@]}" --warmups 1 \
-    --repeats 3 --prepare-threads auto --nvml-period 0.1 --pause 1.5 --profile "$G/profile" \
-    --profile-steps "${PROFILE_STEPS:-40}" --out "$RESULTS/gpu_breakdown_caption_h200.json") 2>&1 |
+  (cd bench && $PY gpu_breakdown.py "${MODEL_ARGS[@]}" \
+    --engine-arg gpu_memory_utilization="$ONE_ENGINE_MEM" --requests "${CAPTION_REQUESTS:-128}" \
+    --cap 256 "${CAPTION_ARGS[@]}" --warmups 1 --repeats 3 --prepare-threads auto --nvml-period 0.1 --pause 1.5 --profile "$G/profile" \
+    --profile-steps "${PROFILE_STEPS:-40}" --out "$RESULTS/gpu_breakdown_caption_$CARD.json") 2>&1 |
     tee "$G/logs/caption_breakdown.log"
 }
 
@@ -118,7 +127,7 @@ serve() {
   (cd bench && $PY client.py "${MODEL_ARGS[@]}" --engine-arg gpu_memory_utilization=0.42 \
     --items "${SERVE_ITEMS:-64}" --videos 0.33 --repeats 3 --concurrency ${SERVE_CONCURRENCY:-1 16 64 128} \
     --image-size 640x480 --video-size 640x360 --seconds 4 --fps 30 --max-output-tokens 64 \
-    --workers 8 --offline-target 0.9 --out "$RESULTS/gpu_client_h200.json") 2>&1 |
+    --workers 8 --offline-target 0.9 --out "$RESULTS/gpu_client_$CARD.json") 2>&1 |
     tee "$G/logs/serve.log"
 }
 
@@ -130,7 +139,7 @@ mm_cache() {
     --variant cache-off:mm_cache=false --variant cache-on:mm_cache=true --requests 192 \
     --cap 256 --repeats 3 --stage2 "$stage2" --image-sides 448,560,672 --video-frames 8 \
     --video-side 448 --max-tokens 32-160 --pause 1.5 \
-    --out "$RESULTS/gpu_engine_args_mm_cache_stage2_$stage2.json") 2>&1 | tee "$G/logs/mm_cache.log"
+    --out "$RESULTS/gpu_engine_args_mm_cache_stage2_${stage2}_$CARD.json") 2>&1 | tee "$G/logs/mm_cache.log"
 }
 
 pipeline() {
