@@ -150,9 +150,17 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+def command_line() -> str:
+    """This benchmark's command as it was typed (interpreter name, script, arguments)."""
+    return " ".join([Path(sys.executable).name, *sys.argv])
+
+
 def write_result(name: str, data: Mapping[str, Any], path: str | Path | None = None) -> Path:
-    """Write ``data`` as JSON to ``path`` or ``bench/results/<name>.json``; folders are made."""
+    """Write ``data`` as JSON to ``path`` or ``bench/results/<name>.json``; folders are made.
+    The file gets the command that produced it unless ``data`` names one itself."""
     out = Path(path) if path is not None else RESULTS_DIR / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    record = {**data}
+    record.setdefault("command", command_line())
+    out.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
     return out

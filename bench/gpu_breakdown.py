@@ -44,7 +44,6 @@ import logging
 import os
 import statistics
 import subprocess
-import sys
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -52,7 +51,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from breakdown_report import Run, across_repeats, rounded, summarize_run
-from common import RESULTS_DIR, machine_info, write_result
+from common import RESULTS_DIR, command_line, machine_info, write_result
 from floor import floor_estimate
 from probes import Clock, CoreOutputs, NvmlSampler, TracedStats, dist_version, instrument
 from workload import (
@@ -230,7 +229,7 @@ def header(args: argparse.Namespace, config: VLMConfig, sampler: NvmlSampler) ->
     return {
         "name": "gpu_breakdown",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": command_line(),
         "git_commit": _git_commit(),
         "device": {
             **machine_info(),

@@ -125,7 +125,7 @@ caption_breakdown() {
 # vs offline on the same items (images 640x480, clips 4 s of 640x360 at 30 fps)
 serve() {
   (cd bench && $PY client.py "${MODEL_ARGS[@]}" --engine-arg gpu_memory_utilization=0.42 \
-    --items "${SERVE_ITEMS:-64}" --videos 0.33 --repeats 3 --concurrency ${SERVE_CONCURRENCY:-1 16 64 128} \
+    --items "${SERVE_ITEMS:-48}" --videos 0.33 --repeats 3 --concurrency ${SERVE_CONCURRENCY:-1 16 64 128} \
     --image-size 640x480 --video-size 640x360 --seconds 4 --fps 30 --max-output-tokens 64 \
     --workers 8 --offline-target 0.9 --out "$RESULTS/gpu_client_$CARD.json") 2>&1 |
     tee "$G/logs/serve.log"

@@ -24,7 +24,7 @@ from vlmcap.core import Lifecycle
 from vlmcap.core.loop import drive
 from vlmcap.core.progress import Progress
 from vlmcap.debug.profile_summary import summarise
-from vlmcap.debug.profiler import EngineProfiler
+from vlmcap.debug.profiler import EngineProfiler, bounds_its_profile
 from vlmcap.debug.server_profiler import ServerProfiler
 from vlmcap.debug.steps import close_hooks, step_hooks
 from vlmcap.debug.traces import (
@@ -164,6 +164,41 @@ def test_a_run_shorter_than_the_warm_up_profiles_nothing(
     assert profiler.started_after is None and profiler.close() == []
     assert find_traces(profile_root, profiler.prefix) == []
     assert "within the 500 warm-up steps" in caplog.text
+
+
+class PrefixOnlyLLM:
+    """The session's real ``vllm.LLM`` behind vLLM 0.25's ``start_profile(profile_prefix)``,
+    which takes no ``max_iterations`` (that vLLM runs only on the GPU machine here)."""
+
+    def __init__(self, llm: Any) -> None:
+        self.llm = llm
+        self.llm_engine = llm.llm_engine
+
+    def start_profile(self, profile_prefix: str | None = None) -> None:
+        self.llm.start_profile(profile_prefix)
+
+    def stop_profile(self) -> None:
+        self.llm.stop_profile()
+
+
+def test_without_max_iterations_the_hook_stops_the_profile_itself(
+    engine, tiny_model_path, profile_root
+):
+    plugin, llm = engine
+    older = PrefixOnlyLLM(llm)
+    assert bounds_its_profile(llm) and not bounds_its_profile(older)
+    config = engine_config(tiny_model_path, max_inflight=2)
+    steps = StepLog()
+    profiler = EngineProfiler(older, profile_root, steps=STEPS, warmup=2)
+    records = run_with_hooks(images(6, seed=5), llm, plugin, config, [steps, profiler])
+    assert all(r.status == Status.OK for r in records)
+    assert len(steps.steps) > 2 + STEPS  # the run went on past the window
+    assert not profiler.bounded
+    assert profiler.started_after == 2
+    assert profiler.stopped_after == 2 + STEPS  # stopped by the hook's own count
+    traces = profiler.close()
+    assert traces and traces == find_traces(profile_root, profiler.prefix)
+    assert 0 < profiled_steps(traces) < len(steps.steps)
 
 
 def write_trace(path: Path, events: list[dict[str, Any]]) -> Path:

@@ -8,7 +8,10 @@ engine argument, DIR made absolute as vLLM's workers need). ``EngineProfiler`` i
 ``steps`` of its own steps and then stops by itself, writing its trace. vLLM's engine core
 runs ahead of this process by a few steps, so the hook does not stop at a count of its own:
 once ``steps`` steps have passed here and the worker's trace is in DIR, it calls
-``llm.stop_profile()`` (which ends vLLM's profiling session). A run that ends sooner is stopped
+``llm.stop_profile()`` (which ends vLLM's profiling session). Older vLLM (0.25) takes only the
+prefix: there the hook stops the profile itself once ``steps`` steps have passed here, so the
+trace holds about that many of the worker's steps (give or take the few the engine core ran
+ahead). A run that ends sooner is stopped
 by ``close()`` (``vlmcap.debug.steps.close_hooks``), with what was recorded so far. A
 configured profiler that is never started costs nothing: vLLM's worker creates its torch
 profiler on the first ``start_profile``.
@@ -22,6 +25,7 @@ summarised by ``vlmcap.debug.profile_summary``.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import time
@@ -101,6 +105,15 @@ def engine_profile_dir(llm: LLM) -> Path | None:
     return profile_dir(settings.torch_profiler_dir)
 
 
+def bounds_its_profile(llm: LLM) -> bool:
+    """Whether ``llm.start_profile`` takes ``max_iterations`` (vLLM's worker then stops after
+    that many steps by itself); vLLM 0.25's takes only the trace prefix."""
+    try:
+        return "max_iterations" in inspect.signature(llm.start_profile).parameters
+    except (TypeError, ValueError):  # a callable without a signature Python can read
+        return False
+
+
 class Phase(Enum):
     WARMING_UP = "warming up"
     RECORDING = "recording"
@@ -135,6 +148,7 @@ class EngineProfiler:
         self.phase = Phase.WARMING_UP
         self.started_after: int | None = None  # the step index after which it started
         self.stopped_after: int | None = None
+        self.bounded = True  # vLLM stops recording by itself (set when the profile starts)
         self.summary: ProfileSummary | None = None
 
     @classmethod
@@ -149,7 +163,8 @@ class EngineProfiler:
         elif self.phase is Phase.RECORDING and self.started_after is not None:
             passed = info.index - self.started_after
             if passed >= self.steps and (
-                find_traces(self.directory, self.prefix)
+                not self.bounded
+                or find_traces(self.directory, self.prefix)
                 or passed >= self.steps + max(self.steps, MIN_EXTRA_WAIT_STEPS)
             ):
                 self._stop(info.index)
@@ -169,8 +184,12 @@ class EngineProfiler:
             )
             self.directory = engine_dir
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.bounded = bounds_its_profile(self.llm)
         try:
-            self.llm.start_profile(self.prefix, max_iterations=self.steps)
+            if self.bounded:
+                self.llm.start_profile(self.prefix, max_iterations=self.steps)
+            else:
+                self.llm.start_profile(self.prefix)
         except Exception as exc:  # noqa: BLE001 - vLLM raises a plain Exception for a worker error
             self.phase = Phase.DONE
             logger.warning(
