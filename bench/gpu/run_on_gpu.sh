@@ -13,7 +13,9 @@
 #   bench/gpu/run_on_gpu.sh caption_breakdown      # -> $RESULTS/gpu_breakdown_caption_CARD.json
 #   bench/gpu/run_on_gpu.sh serve                  # -> $RESULTS/gpu_client_CARD.json
 #   bench/gpu/run_on_gpu.sh mm_cache               # -> $RESULTS/gpu_engine_args_mm_cache_stage2_off_CARD.json
-# (CARD: h100, h200, ... from nvidia-smi)
+#   bench/gpu/run_on_gpu.sh engines_per_gpu        # -> $RESULTS/gpu_engines_per_gpu_CARD.json
+#   bench/gpu/run_on_gpu.sh mixed_profile          # -> $RESULTS/gpu_breakdown_profile_CARD.json
+# (CARD: h100, h200, ... from nvidia-smi; STAGE2=on caption_loop -> ..._caption_stage2_on_CARD)
 #   bench/gpu/run_on_gpu.sh all .gpu-bundle/p*     # everything in one go
 #
 # Environment: GPU_WORK (default /tmp/vlmcap-gpu: site packages, model folder, clips, logs),
@@ -101,11 +103,12 @@ CAPTION_ARGS=(--video-share 1 --video-frames 8,12,16 --video-side 448 --max-toke
 # the engine loop on it at cap 256, stage 2 off: generate, in-flight (threads / loop's thread),
 # AsyncLLM
 caption_loop() {
-  local deadline=$((CALL_START + CALL_LIMIT_S - 30))
+  local deadline=$((CALL_START + CALL_LIMIT_S - 30)) stage2=${STAGE2:-off} name=caption
+  [ "$stage2" = on ] && name=caption_stage2_on
   (cd bench && $PY engine_loop.py "${MODEL_ARGS[@]}" --engine-arg gpu_memory_utilization=0.42 \
     --requests "${CAPTION_REQUESTS:-128}" --repeats 3 --caps 256 "${CAPTION_ARGS[@]}" \
-    --stage2 off --contenders "${CONTENDERS:-abef}" --warmup first --pause 0.5 --lenient \
-    --deadline "$deadline" --out "$RESULTS/gpu_engine_loop_caption_$CARD.json") 2>&1 |
+    --stage2 "$stage2" --contenders "${CONTENDERS:-abef}" --warmup first --pause 0.5 --lenient \
+    --deadline "$deadline" --out "$RESULTS/gpu_engine_loop_${name}_$CARD.json") 2>&1 |
     tee "$G/logs/caption_loop.log"
 }
 
@@ -142,13 +145,34 @@ mm_cache() {
     --out "$RESULTS/gpu_engine_args_mm_cache_stage2_${stage2}_$CARD.json") 2>&1 | tee "$G/logs/mm_cache.log"
 }
 
+# two engines on the one GPU (0.42 of its memory each): engine 0 alone on the workload
+# vs the same requests dealt to both, one in-flight loop each, run at once
+engines_per_gpu() {
+  (cd bench && $PY engines_per_gpu.py "${MODEL_ARGS[@]}" --engine-arg gpu_memory_utilization=0.42 \
+    --engines 2 --requests 192 --cap 256 --repeats 3 --stage2 "${STAGE2:-off}" \
+    --image-sides 448,560,672 --video-frames 8 --video-side 448 --max-tokens 32-160 --pause 1.5 \
+    --out "$RESULTS/gpu_engines_per_gpu_$CARD.json") 2>&1 | tee "$G/logs/engines_per_gpu.log"
+}
+
+# the workload on one engine (requests built on threads) under vLLM's profiler after 3
+# timed runs: where the GPU idles when the loop waits on the engine core
+mixed_profile() {
+  [ -f "$MODEL/config.json" ] || $PY bench/gpu/make_qwen25vl_7b_folder.py "$MODEL"
+  (cd bench && $PY gpu_breakdown.py "${MODEL_ARGS[@]}" \
+    --engine-arg gpu_memory_utilization="$ONE_ENGINE_MEM" --requests 192 --cap 256 \
+    --max-tokens 32-160 --image-sides 448,560,672 --video-frames 8 --video-side 448 \
+    --warmups 1 --repeats 3 --prepare-threads auto --nvml-period 0.1 --pause 1.5 \
+    --profile "$G/profile-mixed" --profile-steps "${PROFILE_STEPS:-40}" \
+    --out "$RESULTS/gpu_breakdown_profile_$CARD.json") 2>&1 | tee "$G/logs/mixed_profile.log"
+}
+
 pipeline() {
   (cd bench && $PY pipeline.py "${MODEL_ARGS[@]}" "${CLIP_ARGS[@]}" --gen-procs "$(nproc)" \
     --repeats 3 --workers 8 --predecode-threads 8 --max-output-tokens 64 --pause 0.5 \
     --out "$RESULTS/pipeline_h100.json") 2>&1 | tee "$G/logs/pipeline.log"
 }
 
-cmd=${1:?usage: run_on_gpu.sh stage PART | prep | engine_loop | pipeline | breakdown | loop256 | caption_loop | caption_breakdown | serve | mm_cache | all PART...}
+cmd=${1:?usage: run_on_gpu.sh stage PART | prep | engine_loop | pipeline | breakdown | loop256 | caption_loop | caption_breakdown | serve | mm_cache | engines_per_gpu | mixed_profile | all PART...}
 shift
 case $cmd in
   stage) for p in "$@"; do stage "$p"; done ;;
@@ -161,6 +185,8 @@ case $cmd in
   caption_breakdown) caption_breakdown ;;
   serve) serve ;;
   mm_cache) mm_cache ;;
+  engines_per_gpu) engines_per_gpu ;;
+  mixed_profile) mixed_profile ;;
   all)
     for p in "$@"; do stage "$p"; done
     prep
