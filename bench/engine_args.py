@@ -77,20 +77,33 @@ def parse_variant(text: str, parser: argparse.ArgumentParser) -> tuple[str, dict
     return name.strip(), parse_engine_args(pairs.split(","), parser)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
-    p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...")
+def add_loop_args(p: argparse.ArgumentParser) -> None:
+    """What every benchmark that runs vlmcap's loop on engines of its own (``start``) reads:
+    ``--engine-arg``, the model, the workload, the loop's cap and stage 2, repeats and pause."""
     add_engine_arg(p)
     p.add_argument("--model", default="tiny-random-qwen2.5-vl")
     p.add_argument("--model-path", default=None)
     p.add_argument("--requests", type=int, default=48)
-    p.add_argument("--cap", type=int, default=256, help="max_inflight of the loop [256]")
+    p.add_argument("--cap", type=int, default=256, help="max_inflight of each loop [256]")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--stage2", choices=("off", "on"), default="off")
     p.add_argument("--prepare-threads", type=int, default=None, help="[vlmcap's choice]")
     p.add_argument("--seed", type=int, default=0)
     add_workload_args(p)
     p.add_argument("--pause", type=float, default=1.5, help="untimed seconds between runs")
+
+
+def quiet_logs() -> None:
+    """The benchmark's own lines at INFO; vLLM's and vlmcap's only from WARNING up."""
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("vlmcap").setLevel(logging.WARNING)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...")
+    add_loop_args(p)
     p.add_argument("--out", default=None, help="[bench/results/engine_args.json]")
     args = p.parse_args(argv)
     if len(args.variant) < 2:
@@ -148,9 +161,7 @@ def one_run(args: argparse.Namespace, engine: Engine, seed: int) -> dict[str, An
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("vlmcap").setLevel(logging.WARNING)
+    quiet_logs()
     from vlmcap.engine.args import engine_kwargs
 
     engines: list[Engine] = []

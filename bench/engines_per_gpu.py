@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -40,9 +39,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from common import machine_info, ratio, run_alternating, summarize, write_result
-from engine_args import Engine, start
+from engine_args import Engine, add_loop_args, quiet_logs, start
 from probes import NvmlSampler
-from workload import add_engine_arg, add_workload_args, make_items, read_args, workload_kwargs
+from workload import make_items, read_args, workload_kwargs
 
 if TYPE_CHECKING:
     from vlmcap.records import Item, Record
@@ -58,17 +57,7 @@ NVML_PERIOD_S = 0.1
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     p.add_argument("--engines", type=int, default=2, help="engines started, K >= 2 [2]")
-    add_engine_arg(p)
-    p.add_argument("--model", default="tiny-random-qwen2.5-vl")
-    p.add_argument("--model-path", default=None)
-    p.add_argument("--requests", type=int, default=48)
-    p.add_argument("--cap", type=int, default=256, help="max_inflight of each loop [256]")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--stage2", choices=("off", "on"), default="off")
-    p.add_argument("--prepare-threads", type=int, default=None, help="[vlmcap's choice]")
-    p.add_argument("--seed", type=int, default=0)
-    add_workload_args(p)
-    p.add_argument("--pause", type=float, default=1.5, help="untimed seconds between runs")
+    add_loop_args(p)
     p.add_argument("--out", default=None, help="[bench/results/engines_per_gpu.json]")
     args = p.parse_args(argv)
     read_args(args, p)
@@ -119,9 +108,7 @@ def timed(shares: list[list[Item]], engines: list[Engine], sampler: NvmlSampler)
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("vlmcap").setLevel(logging.WARNING)
+    quiet_logs()
     from vlmcap.engine.args import engine_kwargs
 
     engines: list[Engine] = []
