@@ -24,7 +24,8 @@ from tests.qa.fixtures_qa import (
     write_parquet,
     write_tsv,
 )
-from vlmcap.qa.dataset import REPORT_MAX_LINES, Question, QuestionSetError, load_questions
+from vlmcap.qa.dataset import Question, load_questions
+from vlmcap.qa.problems import REPORT_MAX_LINES, QuestionSetError
 from vlmcap.qa.question_images import EMBEDDED_DIR_NAME, image_values, resolve_in_root
 from vlmcap.qa.question_text import answer_letter, parse_choices
 

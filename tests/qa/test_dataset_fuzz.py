@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 
 from tests.qa.fixtures_qa import BLUE, GREEN, RED, b64_png, png, png_bytes
 from vlmcap.media.images import display_name
-from vlmcap.qa.dataset import REPORT_MAX_LINES, QuestionSet, QuestionSetError, load_questions
+from vlmcap.qa.dataset import QuestionSet, load_questions
+from vlmcap.qa.problems import REPORT_MAX_LINES, QuestionSetError
 from vlmcap.qa.question_images import EMBEDDED_DIR_NAME
 
 #: File IO and image checks in every example: no per-example deadline, bounded examples.

@@ -19,7 +19,8 @@ from vlmcap.media.inputs import discover
 from vlmcap.media.manifest import ManifestError
 from vlmcap.pipeline.backend import OfflineBackend
 from vlmcap.pipeline.caption import caption_files
-from vlmcap.qa.dataset import QuestionSetError, load_questions
+from vlmcap.qa.dataset import load_questions
+from vlmcap.qa.problems import QuestionSetError
 from vlmcap.testing.corpus import Case, media_outcome, write_corpus
 
 #: How discovery names a manifest row in a problem: "<manifest> row N".

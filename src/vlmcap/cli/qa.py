@@ -52,7 +52,8 @@ def qa(**given: Any) -> None:
     Re-running the same command resumes. Exit status: 0 every question asked, 1 some requests
     failed, 2 bad usage or an invalid question set.
     """
-    from vlmcap.qa.dataset import QuestionSetError, load_questions
+    from vlmcap.qa.dataset import load_questions
+    from vlmcap.qa.problems import QuestionSetError
 
     try:
         parsed = QA.resolve(command_line_values(QA, given))

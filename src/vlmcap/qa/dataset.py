@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vlmcap.media.images import display_name
 from vlmcap.qa.choices import LETTERS
+from vlmcap.qa.problems import Problem, QuestionSetError, file_report, row_report
 from vlmcap.qa.question_files import (
     PARQUET_SUFFIXES,
     SEED_LAYOUT,
@@ -45,36 +45,6 @@ from vlmcap.qa.question_images import ImageCells, ImageRef, RowImage, check_imag
 from vlmcap.qa.question_text import answer_letter, parse_choices
 
 logger = logging.getLogger(__name__)
-
-#: The error report lists at most this many problems, then counts the rest.
-REPORT_MAX_LINES = 50
-
-
-class QuestionSetError(ValueError):
-    """A question set that cannot be used; the message is one report of every problem."""
-
-    def __init__(self, message: str, problems: Sequence[Problem] = ()) -> None:
-        super().__init__(message)
-        self.problems = list(problems)
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong: ``row`` (1-based data row, the header not counted) and ``qid`` are
-    ``None`` for a problem of the whole file; ``column`` names the column at fault."""
-
-    row: int | None
-    qid: str | None
-    column: str | None
-    cause: str
-
-    def __str__(self) -> str:
-        where = [] if self.row is None else [f"row {self.row}"]
-        if self.qid is not None:
-            where.append(f"(qid {self.qid!r})")
-        if self.column is not None:
-            where.append(f"column {self.column!r}")
-        return f"{' '.join(where)}: {self.cause}" if where else self.cause
 
 
 @dataclass(frozen=True)
@@ -246,10 +216,10 @@ def load_questions(
         return _load(source, root, skip_invalid, None if work_dir is None else Path(work_dir))
     except FileProblem as exc:
         problems = [Problem(None, None, column, cause) for column, cause in exc.faults]
-        raise QuestionSetError(_file_report(source, problems), problems) from None
+        raise QuestionSetError(file_report(source, problems), problems) from None
     except PermissionError:
         problem = Problem(None, None, None, "permission denied (cannot read the file)")
-        raise QuestionSetError(_file_report(source, [problem]), [problem]) from None
+        raise QuestionSetError(file_report(source, [problem]), [problem]) from None
 
 
 def _load(source: Path, root: Path, skip_invalid: bool, work_dir: Path | None) -> QuestionSet:
@@ -291,9 +261,9 @@ def _load(source: Path, root: Path, skip_invalid: bool, work_dir: Path | None) -
     problems.sort(key=lambda p: (p.row or 0, str(p.column)))
 
     if problems and not skip_invalid:
-        raise QuestionSetError(_row_report(source, problems, total, len(questions)), problems)
+        raise QuestionSetError(row_report(source, problems, total, len(questions)), problems)
     if not questions:
-        raise QuestionSetError(_row_report(source, problems, total, 0, suggest=False), problems)
+        raise QuestionSetError(row_report(source, problems, total, 0, suggest=False), problems)
     if problems:
         logger.warning(
             "%s: left out %d of %d rows (%d problems); first: %s",
@@ -407,37 +377,3 @@ def _question(p: _Pending) -> Question:
         row=p.row,
         l2_category=f["l2_category"],
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# Reports
-
-
-def format_problems(problems: Sequence[Problem], limit: int = REPORT_MAX_LINES) -> str:
-    """The problems one per indented line, at most ``limit`` of them, then a count of the rest."""
-    lines = [f"  {p}" for p in problems[:limit]]
-    if len(problems) > limit:
-        lines.append(f"  ... and {len(problems) - limit} more problems")
-    return "\n".join(lines)
-
-
-def _file_report(source: Path, problems: Sequence[Problem]) -> str:
-    return f"{display_name(source)}: cannot be used as a question set:\n{format_problems(problems)}"
-
-
-def _row_report(
-    source: Path, problems: Sequence[Problem], total: int, valid: int, *, suggest: bool = True
-) -> str:
-    rows = len({p.row for p in problems})
-    head = (
-        f"{display_name(source)}: {len(problems)} problem{'s' * (len(problems) != 1)} in "
-        f"{rows} of {total} rows:"
-    )
-    if suggest:
-        tail = (
-            f"Fix these rows, or pass --skip-invalid to leave them out and go on with the "
-            f"{valid} valid question{'s' * (valid != 1)}."
-        )
-    else:
-        tail = "No question is usable; nothing to run."
-    return f"{head}\n{format_problems(problems)}\n{tail}"
