@@ -19,17 +19,13 @@ import pytest
 from PIL import Image
 
 from vlmcap.tiny.gemma3 import (
-    BOI,
-    BOS,
     CHECKPOINT_VISION_PREFIX,
-    EOI,
-    IMAGE_TOKEN,
     MARKER_FILE,
-    NEWLINE_PIECES,
     TinyGemma3Spec,
     build_tiny_gemma3,
     ensure_tiny_gemma3,
 )
+from vlmcap.tiny.gemma3_tokenizer import BOI, BOS, EOI, IMAGE_TOKEN, NEWLINE_PIECES
 
 #: New tokens per request; with ``ignore_eos`` every request runs to exactly this many.
 MAX_TOKENS = 12
