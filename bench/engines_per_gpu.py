@@ -22,8 +22,9 @@ loaded. Two contenders, alternating, each on fresh media of the workload's shape
              loop each (same ``--cap``), on K threads started together; timed until the last
              one ends
 
-Both loops run in this one process, so their front ends share its GIL; separate processes
-(``--ray --engines K`` with each actor on a share of the GPU) would share less. NVML is sampled
+Both loops run in this one process, so their front ends share its GIL; a process per engine
+would share less (vlmcap cannot yet put several engines on one GPU: ``--ray`` gives each
+engine actor whole GPUs). NVML is sampled
 every 0.1 s where there is a GPU: the mean utilisation of each run is recorded beside its
 items/s. Result: ``bench/results/engines_per_gpu.json`` (``--out``).
 """
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -114,13 +114,11 @@ def main(argv: list[str] | None = None) -> None:
     engines: list[Engine] = []
     sampler = NvmlSampler(NVML_PERIOD_S)
     calls = {"n": 0}
-    lock = threading.Lock()
 
     def contender(k: int) -> Any:
         def go() -> dict[str, Any]:
-            with lock:
-                calls["n"] += 1
-                seed = args.seed + SEEDS_PER_CALL * calls["n"]
+            calls["n"] += 1
+            seed = args.seed + SEEDS_PER_CALL * calls["n"]
             items, _ = make_items(args.requests, seed, **workload_kwargs(args))
             return timed(deal(items, k), engines[:k], sampler)
 

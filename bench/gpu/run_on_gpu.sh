@@ -118,7 +118,8 @@ caption_breakdown() {
   [ -f "$MODEL/config.json" ] || $PY bench/gpu/make_qwen25vl_7b_folder.py "$MODEL"
   (cd bench && $PY gpu_breakdown.py "${MODEL_ARGS[@]}" \
     --engine-arg gpu_memory_utilization="$ONE_ENGINE_MEM" --requests "${CAPTION_REQUESTS:-128}" \
-    --cap 256 "${CAPTION_ARGS[@]}" --warmups 1 --repeats 3 --prepare-threads auto --nvml-period 0.1 --pause 1.5 --profile "$G/profile" \
+    --cap 256 "${CAPTION_ARGS[@]}" --warmups 1 --repeats 3 --prepare-threads auto \
+    --nvml-period 0.1 --pause 1.5 --profile "$G/profile" \
     --profile-steps "${PROFILE_STEPS:-40}" --out "$RESULTS/gpu_breakdown_caption_$CARD.json") 2>&1 |
     tee "$G/logs/caption_breakdown.log"
 }

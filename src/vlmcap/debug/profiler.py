@@ -11,8 +11,8 @@ once ``steps`` steps have passed here and the worker's trace is in DIR, it calls
 ``llm.stop_profile()`` (which ends vLLM's profiling session). Older vLLM (0.25) takes only the
 prefix: there the hook stops the profile itself once ``steps`` steps have passed here, so the
 trace holds about that many of the worker's steps (give or take the few the engine core ran
-ahead). A run that ends sooner is stopped
-by ``close()`` (``vlmcap.debug.steps.close_hooks``), with what was recorded so far. A
+ahead). A run that ends sooner is stopped by ``close()``
+(``vlmcap.debug.steps.close_hooks``), with what was recorded so far. A
 configured profiler that is never started costs nothing: vLLM's worker creates its torch
 profiler on the first ``start_profile``.
 
