@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
     from vlmcap.config import VLMConfig
     from vlmcap.plugins.base import VLMPlugin
+    from vlmcap.records import Item, Record
 
 logger = logging.getLogger("bench.engine_args")
 
@@ -140,16 +141,18 @@ def start(args: argparse.Namespace, name: str, overrides: dict[str, Any]) -> Eng
     return Engine(name, overrides, config, plugin, llm, threads, startup)
 
 
-def one_run(args: argparse.Namespace, engine: Engine, seed: int) -> dict[str, Any]:
-    """One timed pass of the loop over fresh media; only the loop is timed."""
+def run_loop(items: list[Item], engine: Engine) -> list[Record]:
+    """vlmcap's loop (``iter_records``, as ``engine.config`` says) over ``items`` on ``engine``."""
     from vlmcap.core.stats import LoopStats
     from vlmcap.engine import iter_records
+
+    return list(iter_records(items, engine.llm, engine.plugin, engine.config, LoopStats()))
+
+
+def run_figures(records: list[Record], wall: float) -> dict[str, Any]:
+    """A timed run's wall time, rates, ok count and output tokens."""
     from vlmcap.records import Status
 
-    items, _ = make_items(args.requests, seed, **workload_kwargs(args))
-    t0 = time.perf_counter()
-    records = list(iter_records(items, engine.llm, engine.plugin, engine.config, LoopStats()))
-    wall = time.perf_counter() - t0
     return {
         "wall_s": wall,
         "items_per_s": len(records) / wall,
@@ -157,6 +160,14 @@ def one_run(args: argparse.Namespace, engine: Engine, seed: int) -> dict[str, An
         "ok": sum(r.status == Status.OK for r in records),
         "output_tokens": sum(r.output_tokens for r in records),
     }
+
+
+def one_run(args: argparse.Namespace, engine: Engine, seed: int) -> dict[str, Any]:
+    """One timed pass of the loop over fresh media; only the loop is timed."""
+    items, _ = make_items(args.requests, seed, **workload_kwargs(args))
+    t0 = time.perf_counter()
+    records = run_loop(items, engine)
+    return run_figures(records, time.perf_counter() - t0)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -39,12 +39,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from common import machine_info, ratio, run_alternating, summarize, write_result
-from engine_args import Engine, add_loop_args, quiet_logs, start
+from engine_args import Engine, add_loop_args, quiet_logs, run_figures, run_loop, start
 from probes import NvmlSampler
 from workload import make_items, read_args, workload_kwargs
 
 if TYPE_CHECKING:
-    from vlmcap.records import Item, Record
+    from vlmcap.records import Item
 
 logger = logging.getLogger("bench.engines_per_gpu")
 
@@ -73,34 +73,20 @@ def deal(items: list[Item], k: int) -> list[list[Item]]:
     return [items[i::k] for i in range(k)]
 
 
-def loop(items: list[Item], engine: Engine) -> list[Record]:
-    from vlmcap.core.stats import LoopStats
-    from vlmcap.engine import iter_records
-
-    return list(iter_records(items, engine.llm, engine.plugin, engine.config, LoopStats()))
-
-
 def timed(shares: list[list[Item]], engines: list[Engine], sampler: NvmlSampler) -> dict[str, Any]:
     """Run share i on engine i, all at once (one thread each); wall time to the last record."""
-    from vlmcap.records import Status
-
     sampler.start()
     t0 = time.perf_counter()
     if len(shares) == 1:
-        done = [loop(shares[0], engines[0])]
+        done = [run_loop(shares[0], engines[0])]
     else:
         with ThreadPoolExecutor(len(shares), thread_name_prefix="bench-engine") as pool:
-            done = list(pool.map(loop, shares, engines))
+            done = list(pool.map(run_loop, shares, engines))
     wall = time.perf_counter() - t0
     sampler.stop()
-    records = [r for part in done for r in part]
     util = [s[1] for s in sampler.samples]
     return {
-        "wall_s": wall,
-        "items_per_s": len(records) / wall,
-        "output_tok_per_s": sum(r.output_tokens for r in records) / wall,
-        "ok": sum(r.status == Status.OK for r in records),
-        "output_tokens": sum(r.output_tokens for r in records),
+        **run_figures([r for part in done for r in part], wall),
         "per_engine": [len(part) for part in done],
         "gpu_util_mean_pct": round(sum(util) / len(util), 2) if util else None,
     }
@@ -114,12 +100,14 @@ def main(argv: list[str] | None = None) -> None:
     engines: list[Engine] = []
     sampler = NvmlSampler(NVML_PERIOD_S)
     calls = {"n": 0}
+    shape: dict[str, Any] = {}  # the first run's workload description
 
     def contender(k: int) -> Any:
         def go() -> dict[str, Any]:
             calls["n"] += 1
             seed = args.seed + SEEDS_PER_CALL * calls["n"]
-            items, _ = make_items(args.requests, seed, **workload_kwargs(args))
+            items, desc = make_items(args.requests, seed, **workload_kwargs(args))
+            shape.setdefault("desc", {**desc, "seeds_per_run": SEEDS_PER_CALL})
             return timed(deal(items, k), engines[:k], sampler)
 
         return go
@@ -139,8 +127,7 @@ def main(argv: list[str] | None = None) -> None:
             pause_s=args.pause,
             on_sample=show,
         )
-        _, desc = make_items(args.requests, args.seed, **workload_kwargs(args))
-        result = report(args, samples, engines, desc, split)
+        result = report(args, samples, engines, shape["desc"], split)
         result["engine_kwargs"] = engine_kwargs(engines[0].plugin, engines[0].config)
         result["nvml"] = sampler.info or {"error": sampler.error}
         path = write_result("engines_per_gpu", result, args.out)
